@@ -1,0 +1,239 @@
+"""Typed experiment parameters loaded once from params.yaml; every bad key or value is rejected here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SAMPLERS = ("ddim", "ddpm")
+TARGETS = ("intermediate", "x0")
+
+
+class ConfigError(ValueError):
+    """params.yaml is invalid; the message names every bad key, its value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SamplerParams(_Strict):
+    name: Literal["ddim", "ddpm"] = "ddim"
+    num_steps: int = Field(20, ge=1, le=1000)
+    eta: float = Field(1.0, ge=0.0, le=1.0)
+    num_train_timesteps: int = Field(1000, ge=2)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+
+
+class FilterParams(_Strict):
+    name: str = "top_k"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> "FilterParams":
+        from pgraft import filters
+
+        filters.build(self.name, **self.params)  # raises ValueError naming the bad parameter
+        return self
+
+
+class SampleParams(_Strict):
+    num_groups: int = Field(256, ge=1)
+    group_size: int = Field(16, ge=1)
+    reference_size: int = Field(8000, ge=100)
+    batch_size: int = Field(4096, ge=1)
+
+
+class FinetuneParams(_Strict):
+    budgets: list[int] = Field(default_factory=lambda: [100, 300, 1000], min_length=1)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    batch_size: int = Field(256, ge=1)
+    rounds: int = Field(1, ge=1, le=100)
+    target: Literal["intermediate", "x0"] = "intermediate"
+    timesteps: Literal["sampler", "window"] = "sampler"
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_unique(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v) or len(set(v)) != len(v) or v != sorted(v):
+            raise ValueError("must be distinct positive step counts in increasing order")
+        return v
+
+
+class EvaluateParams(_Strict):
+    num_samples: int = Field(2000, ge=10)
+    distance: Literal["energy", "sliced_wasserstein"] = "energy"
+
+
+class TrackingParams(_Strict):
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = Field("pgraft", min_length=1)
+    sync_each_stage: bool = False
+
+
+class GaussianMixtureParams(_Strict):
+    num_modes: int = Field(8, ge=1, le=64)
+    radius: float = Field(4.0, gt=0.0)
+    std: float = Field(0.5, gt=0.0)
+
+
+class GaussianRewardParams(_Strict):
+    name: Literal["linear", "mode_preference"] = "linear"
+    direction: list[float] = Field(default_factory=lambda: [1.0, 0.0], min_length=2, max_length=2)
+    temperature: float = Field(1.0, gt=0.0)
+
+
+class ModelParams(_Strict):
+    hidden: int = Field(128, ge=4)
+    layers: int = Field(3, ge=1, le=16)
+
+
+class PretrainParams(_Strict):
+    steps: int = Field(3000, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(2e-3, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+
+
+class GaussianParams(_Strict):
+    mixture: GaussianMixtureParams = GaussianMixtureParams()
+    reward: GaussianRewardParams = GaussianRewardParams()
+    model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
+
+
+class Params(_Strict):
+    domains: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    truncation_grid: list[int] = Field(min_length=2)
+    sampler: SamplerParams = SamplerParams()
+    filter: FilterParams = FilterParams(params={"m": 16, "k": 2})
+    sample: SampleParams = SampleParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+    gaussian: GaussianParams | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _known_domains(cls, v: list[str]) -> list[str]:
+        from pgraft.domains import REGISTRY
+
+        bad = [d for d in v if d not in REGISTRY]
+        if bad:
+            raise ValueError(f"unknown domain(s) {bad}; valid: {REGISTRY.names()}")
+        if len(set(v)) != len(v):
+            raise ValueError("domains must not repeat")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct non-negative integers")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Params":
+        n = self.sampler.num_steps
+        grid = self.truncation_grid
+        if any(k < 0 or k > n for k in grid):
+            raise ValueError(f"truncation_grid {grid}: every k must lie in [0, sampler.num_steps={n}]")
+        if len(set(grid)) != len(grid) or grid != sorted(grid):
+            raise ValueError(f"truncation_grid {grid}: values must be distinct and increasing")
+        if grid[0] != 0 or grid[-1] != n:
+            raise ValueError(f"truncation_grid {grid}: must include 0 (base) and N={n} (GRAFT)")
+        for d in self.domains:
+            if getattr(self, d) is None:
+                raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
+        return self
+
+    def group_size(self) -> int:
+        """Samples per group: the rule's own size (n or m) or, for per-sample rules, sample.group_size."""
+        from pgraft import filters
+
+        rule = filters.build(self.filter.name, **self.filter.params)
+        return rule.group_size or self.sample.group_size
+
+    def domain_params(self, domain: str) -> BaseModel:
+        section = getattr(self, domain, None)
+        if section is None:
+            raise ConfigError(f"domain {domain!r} has no section in params (listed: {self.domains})")
+        return section
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and validate params.yaml; raise ConfigError naming every bad key, value and rule."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, raw, source)) from None
+
+
+def format_errors(err: ValidationError, raw: dict, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid setting(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            allowed = _allowed_keys(parent)
+            msg = f"unknown key; allowed here: {allowed}"
+        given = _lookup(raw, e["loc"])
+        shown = "" if given is _MISSING else f" (given {given!r})"
+        lines.append(f"  - {key}{shown}: {msg}")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _lookup(raw: Any, loc: tuple) -> Any:
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return _MISSING
+    if isinstance(node, float) and math.isnan(node):
+        return "nan"
+    return node
+
+
+def _allowed_keys(parent: tuple) -> list[str]:
+    model: Any = Params
+    for part in parent:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        ann = field.annotation
+        candidates = getattr(ann, "__args__", (ann,))
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of params.yaml; Snakemake validates its config against it."""
+    return Params.model_json_schema()

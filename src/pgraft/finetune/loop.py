@@ -1,0 +1,45 @@
+"""The one training loop: Adam on the mean-squared ε-regression error of an objective's batches."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+
+class Objective(Protocol):
+    def batch(self, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_t, t, target ε) for one minibatch."""
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    steps: int,
+    learning_rate: float,
+    batch_size: int,
+    generator: torch.Generator,
+    on_step: Callable[[int, nn.Module], None] | None = None,
+    progress: str | None = None,
+) -> list[float]:
+    """Run `steps` optimizer steps; call on_step(step, model) after each (1-based). Returns the losses."""
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    model.train()
+    losses = []
+    steps_iter = range(1, steps + 1)
+    if progress:
+        from tqdm import tqdm
+
+        steps_iter = tqdm(steps_iter, desc=progress, unit="step", leave=False, mininterval=1.0)
+    for step in steps_iter:
+        x_t, t, target = objective.batch(batch_size, generator)
+        loss = torch.mean((model(x_t, t) - target) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, model)
+    model.eval()
+    return losses

@@ -1,0 +1,1 @@
+"""Denoiser networks built from config (no pretrained weights are downloaded)."""

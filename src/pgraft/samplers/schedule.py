@@ -1,0 +1,60 @@
+"""The noise schedule and sampler timesteps, from diffusers' DDIM/DDPM schedulers (never hand-written)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from pgraft.config import SamplerParams
+from pgraft.registry import Registry
+
+SCHEDULERS: Registry = Registry("sampler")
+SCHEDULERS.register("ddim", DDIMScheduler)
+SCHEDULERS.register("ddpm", DDPMScheduler)
+
+
+@dataclass
+class Schedule:
+    """A configured scheduler plus the quantities P-GRAFT needs about its N-step grid."""
+
+    scheduler: DDIMScheduler | DDPMScheduler
+    params: SamplerParams
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """τ_0 > τ_1 > ... > τ_{N-1}: the timestep the model is queried at in each step."""
+        return self.scheduler.timesteps
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.scheduler.alphas_cumprod
+
+    def level_after(self, k: int) -> tuple[int, float]:
+        """(t_I, ᾱ_{t_I}) of the state after the first k steps; k = N is clean data (t_I = -1, ᾱ = 1)."""
+        n = len(self.timesteps)
+        if not 0 <= k <= n:
+            raise ValueError(f"truncation point k={k} outside [0, {n}]")
+        if k == n:
+            return -1, 1.0
+        t = int(self.timesteps[k])
+        return t, float(self.alphas_cumprod[t])
+
+    def step(self, eps: torch.Tensor, t: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.params.name == "ddim":
+            out = self.scheduler.step(eps, t, x, eta=self.params.eta, generator=generator)
+        else:
+            out = self.scheduler.step(eps, t, x, generator=generator)
+        return out.prev_sample
+
+
+def build_schedule(params: SamplerParams) -> Schedule:
+    cls = SCHEDULERS.get(params.name)
+    kwargs = dict(num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
+                  clip_sample=False)
+    if params.name == "ddim":
+        kwargs["set_alpha_to_one"] = True
+    scheduler = cls(**kwargs)
+    scheduler.set_timesteps(params.num_steps)
+    return Schedule(scheduler=scheduler, params=params)

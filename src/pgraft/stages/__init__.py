@@ -1,0 +1,3 @@
+"""Pipeline stages, one module each, run as `python -m pgraft.stages.<name>` or `pgraft <name>`."""
+
+STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "evaluate", "aggregate", "figures")

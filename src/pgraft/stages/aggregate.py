@@ -1,0 +1,120 @@
+"""Stage aggregate: every stage's metrics into one tidy table (the only input of the figures)."""
+
+from __future__ import annotations
+
+from pgraft.stages.common import parser, run_stage
+
+DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current params into one tidy CSV "
+       "(columns kind, domain, rule, seed, k, budget, metric, x, value), add a Monte Carlo acceptance-law "
+       "check of every registered GRS rule, write small CSVs for `dvc plots show`, and mirror the spooled "
+       "stage records into MLflow.")
+
+COLUMNS = ["kind", "domain", "rule", "seed", "k", "budget", "metric", "x", "value"]
+# parameters for the acceptance-law check of each registered rule (rewards ~ N(0, 1) for the reward rules)
+MC_RULES = {"best_of_n": {"n": 4}, "top_k": {"m": 8, "k": 2}, "threshold": {"tau": 0.5},
+            "rejection": {"alpha": 0.5, "r_max": 3.0}, "top_k_dedup": {"m": 8, "k": 2}}
+
+
+def body(args, params) -> dict:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from pgraft.io import read_json, read_table, write_table
+    from pgraft.stages import tracking
+
+    root = Path(args.metrics_dir)
+    rows: list[dict] = []
+    for domain in params.domains:
+        pre = read_json(root / domain / "pretrain.json")
+        rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
+        for seed in params.seeds:
+            sdir = root / domain / f"seed{seed}"
+            for m, v in read_json(sdir / "filter.json").items():
+                rows.append(_row("filter", domain, seed=seed, metric=m, value=v, rule=params.filter.name))
+            acc = read_table(sdir / "acceptance.csv", columns=("u_center", "empirical", "closed_form"))
+            for rec in acc.to_dict("records"):
+                for m in ("empirical", "closed_form"):
+                    rows.append(_row("acceptance", domain, seed=seed, rule=rec["rule"], metric=m,
+                                     x=rec["u_center"], value=rec[m]))
+            for k in params.truncation_grid:
+                ev = read_json(sdir / f"k{k}" / "evaluate.json")
+                for b in params.finetune.budgets:
+                    if f"b{b}" not in ev:
+                        from pgraft.stages.common import StageError
+
+                        raise StageError(f"{sdir}/k{k}/evaluate.json has no budget {b}; rerun evaluate")
+                    for m, v in ev[f"b{b}"].items():
+                        rows.append(_row("evaluate", domain, seed=seed, k=k, budget=b, metric=m, value=v))
+                for m in ("target_reward_mean", "base_reward_mean"):
+                    rows.append(_row("reference", domain, seed=seed, k=k, metric=m, value=ev[m]))
+    rows += _acceptance_monte_carlo()
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    write_table(args.out, table)
+    _plot_csvs(table, Path(args.plots_dir), params)
+    if params.tracking.enabled:
+        stats = tracking.sync(params.tracking.uri, params.tracking.experiment)
+        print(f"pgraft aggregate: MLflow sync {stats}")
+    return {"rows": len(table), "_artifacts": [args.out]}
+
+
+def _row(kind, domain, *, seed=None, k=None, budget=None, metric, value, rule=None, x=None) -> dict:
+    return {"kind": kind, "domain": domain, "rule": rule, "seed": seed, "k": k, "budget": budget,
+            "metric": metric, "x": x, "value": float(value)}
+
+
+def _acceptance_monte_carlo(num_groups: int = 20000, num_bins: int = 20) -> list[dict]:
+    """Empirical acceptance by bins of u vs the closed form, for every registered rule."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from pgraft import filters
+
+    rows = []
+    for name in filters.REGISTRY:
+        rule = filters.build(name, **MC_RULES[name])
+        size = rule.group_size or 8
+        rng = np.random.default_rng(12345)
+        r = rng.standard_normal(num_groups * size)
+        u = norm.cdf(r)
+        keep = rule.select(r, np.arange(len(r)) // size, generator=rng)
+        edges = np.linspace(0, 1, num_bins + 1)
+        bins = np.clip(np.digitize(u, edges) - 1, 0, num_bins - 1)
+        for b in range(num_bins):
+            grid = np.linspace(edges[b], edges[b + 1], 51)[1:-1]
+            arg = grid if rule.law_argument == "cdf" else norm.ppf(grid)
+            center = (edges[b] + edges[b + 1]) / 2
+            rows.append(_row("acceptance_mc", "_", rule=name, metric="empirical", x=center,
+                             value=keep[bins == b].mean()))
+            rows.append(_row("acceptance_mc", "_", rule=name, metric="closed_form", x=center,
+                             value=rule.acceptance_probability(arg).mean()))
+    return rows
+
+
+def _plot_csvs(table, out_dir, params) -> None:
+    """Small per-domain CSVs that dvc.yaml's `plots:` section renders (largest budget, mean over seeds)."""
+    from pgraft.io import write_table
+
+    ev = table[table["kind"] == "evaluate"]
+    b = max(params.finetune.budgets)
+    for domain in params.domains:
+        d = ev[(ev["domain"] == domain) & (ev["budget"] == b)]
+        wide = d.pivot_table(index="k", columns="metric", values="value", aggfunc="mean").reset_index()
+        for metric in ("reward_mean", "dist_target", "diversity"):
+            write_table(out_dir / "vs_k" / f"{domain}_{metric}.csv",
+                        wide[["k", metric]].rename(columns={metric: "value"}))
+        allb = ev[ev["domain"] == domain].pivot_table(index=["k", "budget"], columns="metric", values="value",
+                                                      aggfunc="mean").reset_index()
+        write_table(out_dir / "tradeoff" / f"{domain}.csv", allb[["k", "budget", "dist_target", "reward_mean"]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("aggregate", DOC, domain=False)
+    p.add_argument("--metrics-dir", required=True, help="directory of per-stage metrics (results/metrics)")
+    p.add_argument("--out", required=True, help="output tidy table .csv")
+    p.add_argument("--plots-dir", required=True, help="output directory of CSVs for dvc plots")
+    return run_stage("aggregate", p, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""What every stage shares: argument parsing, validated params, clear errors, model files, tracking."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pgraft.config import ConfigError, Params, load_params
+from pgraft.io import ArtifactError, read_json, write_json
+
+
+class StageError(ValueError):
+    """A stage cannot run on its inputs; the message says which input and what was expected."""
+
+
+def parser(stage: str, doc: str, *, domain: bool = True, seed: bool = False, k: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"pgraft {stage}", description=doc)
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if domain:
+        p.add_argument("--domain", required=True, help="domain name, one of params 'domains'")
+    if seed:
+        p.add_argument("--seed", type=int, required=True, help="seed, one of params 'seeds'")
+    if k:
+        p.add_argument("--k", type=int, required=True, help="truncation point, one of params 'truncation_grid'")
+    return p
+
+
+def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.Namespace, Params], dict],
+              argv: list[str] | None = None) -> int:
+    """Parse, validate params and arguments before any compute, run `body`, report errors clearly.
+
+    `body` returns the tracking record's metrics; the record is spooled for MLflow afterwards.
+    """
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        params = load_params(args.params)
+        _check_args(args, params)
+        metrics = body(args, params) or {}
+    except (ConfigError, ArtifactError, StageError) as err:
+        print(f"pgraft {stage}: error: {err}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - t0
+    from pgraft.stages import tracking
+
+    tracking.record(params, args.params, stage=stage, domain=getattr(args, "domain", None),
+                    seed=getattr(args, "seed", None), k=getattr(args, "k", None),
+                    metrics=metrics, wall_s=wall)
+    print(f"pgraft {stage}: done in {wall:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _check_args(args: argparse.Namespace, params: Params) -> None:
+    if getattr(args, "domain", None) is not None and args.domain not in params.domains:
+        raise StageError(f"--domain {args.domain!r} is not in params 'domains' {params.domains}")
+    if getattr(args, "seed", None) is not None and args.seed not in params.seeds:
+        raise StageError(f"--seed {args.seed} is not in params 'seeds' {params.seeds}")
+    if getattr(args, "k", None) is not None and args.k not in params.truncation_grid:
+        raise StageError(f"--k {args.k} is not in params 'truncation_grid' {params.truncation_grid}")
+
+
+def seeded(*parts: int):
+    """A torch.Generator seeded from a tuple of integers (stage, seed, ...), stable across runs."""
+    import torch
+
+    seq = np.random.SeedSequence([int(p) for p in parts])
+    g = torch.Generator()
+    g.manual_seed(int(seq.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF))
+    return g
+
+
+def numpy_rng(*parts: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(p) for p in parts]))
+
+
+def set_threads() -> None:
+    """Use the cores the scheduler gave this job (SLURM/Snakemake set these), else all."""
+    import torch
+
+    n = os.environ.get("PGRAFT_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def save_model(out_dir: Path, model, domain: str, name: str = "model", meta: dict | None = None) -> None:
+    from pgraft.io import save_weights
+
+    save_weights(out_dir / f"{name}.safetensors", model.state_dict(), metadata={"domain": domain})
+    write_json(out_dir / "config.json", {"domain": domain, "model": model.config, **(meta or {})})
+
+
+def load_model(model_dir: Path, domain, name: str = "model"):
+    """Build the domain's network from `config.json` and load `name`.safetensors (no pickle)."""
+    from pgraft.io import load_weights
+
+    model_dir = Path(model_dir)
+    cfg = read_json(model_dir / "config.json")
+    if cfg.get("domain") != domain.name:
+        raise ArtifactError(f"{model_dir}: model of domain {cfg.get('domain')!r}, expected {domain.name!r}")
+    model = domain.model_from_config(cfg["model"])
+    state = load_weights(model_dir / f"{name}.safetensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ArtifactError(f"{model_dir}/{name}.safetensors: weights do not fit the model ({err})") from err
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def check_samples(path: Path, data: dict, params: Params, domain) -> None:
+    """Artifacts from another domain or another grid are refused before any compute."""
+    if str(data.get("domain", "")) != domain.name:
+        raise ArtifactError(f"{path}: samples of domain {data.get('domain')!r}, expected {domain.name!r}")
+    x0 = data["x0"]
+    if x0.ndim != 1 + len(domain.shape) or tuple(x0.shape[1:]) != tuple(domain.shape):
+        raise ArtifactError(f"{path}: x0 has shape {x0.shape}, expected (n, {', '.join(map(str, domain.shape))})")
+    if not np.issubdtype(x0.dtype, np.floating):
+        raise ArtifactError(f"{path}: x0 has dtype {x0.dtype}, expected a float dtype")

@@ -1,0 +1,166 @@
+"""Stage figures: the paper-style figures and markdown table, from the tidy summary table only."""
+
+from __future__ import annotations
+
+from pgraft.stages.common import parser, run_stage
+
+DOC = ("Read results/summary.csv (and nothing else) and write to the output directory: reward vs k, "
+       "distance-to-target vs k, the trade-off plot (reward vs distance-to-target and vs diversity, one "
+       "curve per k across budgets), the acceptance-law check, as PNG and PDF, and table.md.")
+
+
+def body(args, params) -> dict:
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pgraft.io import atomic_path, read_table
+
+    table = read_table(args.summary, columns=("kind", "domain", "seed", "k", "budget", "metric", "value"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for domain in sorted(set(table.loc[table["kind"] == "evaluate", "domain"])):
+        ev = table[(table["kind"] == "evaluate") & (table["domain"] == domain)]
+        ref = table[(table["kind"] == "reference") & (table["domain"] == domain)]
+        written += _save(_vs_k(ev, ref, "reward_mean", "mean reward"), out / f"{domain}_reward_vs_k")
+        written += _save(_vs_k(ev, None, "dist_target", "distance to exact tilted target"),
+                         out / f"{domain}_distance_vs_k")
+        written += _save(_tradeoff(ev), out / f"{domain}_tradeoff")
+        md = out / f"{domain}_table.md"
+        with atomic_path(md) as tmp:
+            tmp.write_text(_markdown(ev, ref, domain))
+        written.append(md)
+    written += _save(_acceptance(table), out / "acceptance_law")
+    return {"figures": len(written)}
+
+
+def _stats(ev, metric):
+    d = ev[ev["metric"] == metric]
+    return d.groupby(["k", "budget"])["value"].agg(["mean", "std", "count"]).reset_index()
+
+
+def _vs_k(ev, ref, metric, label):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    s = _stats(ev, metric)
+    for b, d in s.groupby("budget"):
+        ax.errorbar(d["k"], d["mean"], yerr=d["std"].fillna(0), marker="o", capsize=3, label=f"budget {int(b)}")
+    if ref is not None:
+        for m, style, name in (("base_reward_mean", ":", "base (k=0) pool"), ("target_reward_mean", "--", "exact tilted target")):
+            v = ref[ref["metric"] == m]["value"].mean()
+            ax.axhline(v, ls=style, color="grey", label=name)
+    n_seeds = ev["seed"].nunique()
+    ax.set(xlabel="truncation point k (steps fine-tuned, from the noise end)", ylabel=label,
+           title=f"{label} vs k (mean ± std over {n_seeds} seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _tradeoff(ev):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    r = _stats(ev, "reward_mean")
+    for ax, metric, label in ((axes[0], "dist_target", "distance to exact tilted target"),
+                              (axes[1], "diversity", "diversity (mean pairwise distance)")):
+        d = _stats(ev, metric).merge(r, on=["k", "budget"], suffixes=("_x", "_r"))
+        for k, g in d.groupby("k"):
+            g = g.sort_values("budget")
+            ax.plot(g["mean_x"], g["mean_r"], marker="o", label=f"k={int(k)}")
+            for _, row in g.iterrows():
+                ax.annotate(f"{int(row['budget'])}", (row["mean_x"], row["mean_r"]), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel=label, ylabel="mean reward", title=f"reward vs {metric} (labels: budget)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _acceptance(table):
+    import matplotlib.pyplot as plt
+
+    mc = table[table["kind"] == "acceptance_mc"]
+    pipe = table[table["kind"] == "acceptance"]
+    rules = sorted(set(mc["rule"]))
+    fig, axes = plt.subplots(1, len(rules) + 1, figsize=(3.2 * (len(rules) + 1), 3.2), squeeze=False)
+    for ax, rule in zip(axes[0], rules):
+        d = mc[mc["rule"] == rule]
+        for metric, style in (("closed_form", "-"), ("empirical", "o")):
+            e = d[d["metric"] == metric]
+            ax.plot(e["x"], e["value"], style, label=metric.replace("_", " "))
+        ax.set(title=f"{rule} (Monte Carlo)", xlabel="u = F(r)", ylabel="P(kept)")
+        ax.legend(fontsize=7)
+    ax = axes[0][-1]
+    for metric, style in (("closed_form", "-"), ("empirical", "o")):
+        e = pipe[pipe["metric"] == metric].groupby("x")["value"].mean()
+        ax.plot(e.index, e.values, style, label=metric.replace("_", " "))
+    rule = pipe["rule"].iloc[0] if len(pipe) else "?"
+    ax.set(title=f"pipeline filter: {rule}", xlabel="u = F̂(r) (reference pool)", ylabel="P(kept)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _markdown(ev, ref, domain) -> str:
+    import numpy as np
+
+    metrics = [m for m in ("reward_mean", "dist_target", "dist_base", "diversity", "mode_entropy")
+               if m in set(ev["metric"])]
+    n_seeds = ev["seed"].nunique()
+    kmax = ev["k"].max()
+    lines = [f"# {domain}: metrics per truncation point k and fine-tuning budget",
+             "", f"Mean ± std over {n_seeds} seeds. k = 0 is the base model, k = {int(kmax)} is GRAFT. "
+             f"Exact tilted target reward: {ref[ref['metric'] == 'target_reward_mean']['value'].mean():.4g}; "
+             f"base pool reward: {ref[ref['metric'] == 'base_reward_mean']['value'].mean():.4g}.", "",
+             "| k | budget | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for (k, b), d in ev.groupby(["k", "budget"]):
+        cells = []
+        for m in metrics:
+            v = d[d["metric"] == m]["value"]
+            cells.append(f"{v.mean():.4g} ± {v.std(ddof=1) if len(v) > 1 else 0:.2g}")
+        lines.append(f"| {int(k)} | {int(b)} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Paired comparison against GRAFT (k = {int(kmax)}) at the same budget",
+              "", "Difference (k minus GRAFT) per seed, mean ± standard error over seeds.", "",
+              "| k | budget | Δ reward_mean | Δ dist_target | Δ diversity |", "|---|---|---|---|---|"]
+    for (k, b), d in ev.groupby(["k", "budget"]):
+        if k == kmax:
+            continue
+        cells = []
+        for m in ("reward_mean", "dist_target", "diversity"):
+            mine = d[d["metric"] == m].set_index("seed")["value"]
+            g = ev[(ev["k"] == kmax) & (ev["budget"] == b) & (ev["metric"] == m)].set_index("seed")["value"]
+            diff = (mine - g).dropna()
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            cells.append(f"{diff.mean():+.4g} ± {se:.2g}")
+        lines.append(f"| {int(k)} | {int(b)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, stem):
+    import matplotlib.pyplot as plt
+
+    from pgraft.io import atomic_path
+
+    paths = []
+    for ext in ("png", "pdf"):
+        path = stem.with_suffix(f".{ext}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=130, metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("figures", DOC, domain=False)
+    p.add_argument("--summary", required=True, help="tidy table from aggregate (results/summary.csv)")
+    p.add_argument("--out", required=True, help="output directory (results/figures)")
+    return run_stage("figures", p, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

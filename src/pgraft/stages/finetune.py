@@ -1,0 +1,105 @@
+"""Stage finetune: GRAFT (k = N) / P-GRAFT (0 < k < N) fine-tuning of a copy of the base, per budget."""
+
+from __future__ import annotations
+
+from pgraft.stages.common import parser, run_stage
+
+DOC = ("Fine-tune a copy of the base denoiser on the accepted states at truncation point k (noise levels "
+       "above t_I only), saving one checkpoint per fine-tuning budget. k = 0 is the base model itself. "
+       "With finetune.rounds > 1, each later round re-samples from the current stitched model, re-scores "
+       "and re-filters before training (each round gets budget/rounds steps).")
+
+
+def body(args, params) -> dict:
+    import copy
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from pgraft import domains, filters
+    from pgraft.finetune import TruncatedObjective, train
+    from pgraft.finetune.objectives import target_scale
+    from pgraft.io import atomic_dir, read_npz, read_table, write_json
+    from pgraft.samplers import build_schedule
+    from pgraft.samplers.rollout import sample_in_batches
+    from pgraft.stages.common import StageError, check_samples, load_model, numpy_rng, save_model, seeded, set_threads
+
+    set_threads()
+    domain = domains.build(args.domain, params)
+    base = load_model(args.model, domain)
+    ft = params.finetune
+    samples = read_npz(args.samples, required=("x0", "groups", "domain"))
+    check_samples(args.samples, samples, params, domain)
+    sel = read_table(args.selection, columns=("index", "keep"))
+    key = "x0" if (ft.target == "x0" or args.k == params.sampler.num_steps) else f"state_k{args.k}"
+    if key not in samples:
+        raise StageError(f"{args.samples}: no state for k={args.k} (has {sorted(samples)}); rerun sample")
+    keep = sel.sort_values("index")["keep"].to_numpy().astype(bool)
+    if len(keep) != len(samples["x0"]):
+        raise StageError(f"{args.selection}: {len(keep)} rows but {len(samples['x0'])} samples; rerun filter")
+    meta = {"k": args.k, "budgets": ft.budgets, "target": ft.target, "timesteps": ft.timesteps,
+            "rounds": ft.rounds, "accepted": int(keep.sum())}
+    if args.k == 0:  # the base model: nothing to fine-tune
+        with atomic_dir(args.out) as tmp:
+            write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta})
+        return {"accepted": int(keep.sum())}
+
+    schedule = build_schedule(params.sampler)
+    rule = filters.build(params.filter.name, **params.filter.params)
+    data = torch.as_tensor(samples[key][keep], dtype=torch.float32)
+    metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(schedule, args.k)}
+    with atomic_dir(args.out) as tmp:
+        tmp = Path(tmp)
+        if ft.rounds == 1:
+            # one run with checkpoints: identical to separate runs per budget (same batch stream, constant LR)
+            model = copy.deepcopy(base).requires_grad_(True)
+
+            def checkpoint(step, m):
+                if step in ft.budgets:
+                    save_model(tmp, m, args.domain, name=f"b{step}", meta=meta)
+
+            losses = train(model, TruncatedObjective(data, schedule, args.k, ft.target, ft.timesteps),
+                           ft.budgets[-1], ft.learning_rate, ft.batch_size, seeded(5, args.seed, args.k),
+                           on_step=checkpoint, progress=f"finetune k={args.k}")
+            for b in ft.budgets:
+                metrics[f"loss_b{b}"] = float(np.mean(losses[max(0, b - 20):b]))
+        for b in ft.budgets if ft.rounds > 1 else []:
+            model = copy.deepcopy(base).requires_grad_(True)
+            gen, round_data = seeded(5, args.seed, args.k, b), data
+            for rnd in range(ft.rounds):
+                if rnd > 0:  # GRAFT round: sample from the current stitched model, reward, filter
+                    round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key, sample_in_batches, numpy_rng)
+                obj = TruncatedObjective(round_data, schedule, args.k, ft.target, ft.timesteps)
+                losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
+            metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
+            save_model(tmp, model, args.domain, name=f"b{b}", meta=meta)
+    return metrics
+
+
+def _resample(model, base, schedule, domain, rule, params, args, gen, key, sample_in_batches, numpy_rng):
+    import torch
+
+    n = params.sample.num_groups * params.group_size()
+    model.eval()
+    x0, kept = sample_in_batches(lambda i: model if i < args.k else base, schedule, n, domain.shape, gen,
+                                 params.sample.batch_size, keep=[args.k])
+    model.train()
+    groups = torch.arange(n).numpy() // params.group_size()
+    r = domain.reward(x0.numpy())
+    keep = rule.select(r, groups, generator=numpy_rng(6, args.seed, args.k), keys=domain.dedup_keys(x0.numpy()))
+    states = x0 if key == "x0" else kept[args.k]
+    return states[torch.as_tensor(keep)].float()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("finetune", DOC, seed=True, k=True)
+    p.add_argument("--model", required=True, help="base model directory")
+    p.add_argument("--samples", required=True, help="samples .npz from the sample stage")
+    p.add_argument("--selection", required=True, help="selection .parquet from the filter stage")
+    p.add_argument("--out", required=True, help="output directory: b<budget>.safetensors + config.json")
+    return run_stage("finetune", p, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

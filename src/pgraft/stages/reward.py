@@ -1,0 +1,44 @@
+"""Stage reward: score the final samples of the training set and the reference pool."""
+
+from __future__ import annotations
+
+from pgraft.stages.common import parser, run_stage
+
+DOC = "Compute the terminal reward r(x_0) of every sample (training groups and reference pool)."
+
+
+def body(args, params) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from pgraft import domains
+    from pgraft.io import read_npz, write_table
+    from pgraft.stages.common import StageError, check_samples
+
+    domain = domains.build(args.domain, params)
+    frames = []
+    for name, path in (("train", args.samples), ("reference", args.reference)):
+        data = read_npz(path, required=("x0", "domain"))
+        check_samples(path, data, params, domain)
+        r = np.asarray(domain.reward(data["x0"]), dtype=np.float64)
+        bad = ~np.isfinite(r)
+        if bad.any():
+            raise StageError(f"{path}: the {args.domain} reward is not finite for {int(bad.sum())} of {len(r)} "
+                             f"samples (NaN {int(np.isnan(r).sum())}); rewards must be finite floats")
+        frames.append(pd.DataFrame({"set": name, "index": np.arange(len(r)), "reward": r}))
+    table = pd.concat(frames, ignore_index=True)
+    write_table(args.out, table)
+    train = table[table["set"] == "train"]["reward"]
+    return {"reward_mean": float(train.mean()), "reward_std": float(train.std())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("reward", DOC, seed=True)
+    p.add_argument("--samples", required=True, help="samples .npz from the sample stage")
+    p.add_argument("--reference", required=True, help="reference pool .npz from the sample stage")
+    p.add_argument("--out", required=True, help="output rewards .parquet (set, index, reward)")
+    return run_stage("reward", p, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
