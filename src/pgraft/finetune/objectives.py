@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from pgraft.samplers.schedule import Schedule
+from pgraft.samplers.levels import NoiseLevels
 
 
 class DenoisingObjective:
@@ -37,7 +37,7 @@ class TruncatedObjective:
     t_I than one step, which keeps the target's scale bounded); "window" draws t uniformly in (t_I, T).
     """
 
-    def __init__(self, data: torch.Tensor, schedule: Schedule, k: int, target: str = "intermediate",
+    def __init__(self, data: torch.Tensor, schedule: NoiseLevels, k: int, target: str = "intermediate",
                  timesteps: str = "sampler"):
         if k < 1:
             raise ValueError("truncation point k=0 has nothing to fine-tune (the base model is used throughout)")
@@ -67,7 +67,7 @@ class TruncatedObjective:
         return x_t, t, target
 
 
-def target_scale(schedule: Schedule, k: int) -> float:
+def target_scale(schedule: NoiseLevels, k: int) -> float:
     """Largest factor sqrt(1-ᾱ_t)/sqrt(1-a²) over the sampler timesteps above t_I (1 for k = N)."""
     _, ab_i = schedule.level_after(k)
     worst = 1.0

@@ -1,6 +1,3 @@
-"""Sampling: diffusers schedulers, rollouts that keep intermediate states, the stitched sampler."""
-
-from pgraft.samplers.rollout import rollout, stitched_rollout
-from pgraft.samplers.schedule import Schedule, build_schedule
-
-__all__ = ["Schedule", "build_schedule", "rollout", "stitched_rollout"]
+"""Sampling: diffusers schedulers (schedule.py), the noise levels of a sampler grid (levels.py), rollouts
+that keep intermediate states and the stitched sampler (rollout.py). Import the submodules directly:
+levels.py does not import diffusers, so stages that only train stay light."""

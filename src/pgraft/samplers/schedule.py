@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from pgraft.config import SamplerParams
 from pgraft.registry import Registry
+from pgraft.samplers.levels import NoiseLevels
 
 SCHEDULERS: Registry = Registry("sampler")
 SCHEDULERS.register("ddim", DDIMScheduler)
@@ -31,15 +32,13 @@ class Schedule:
     def alphas_cumprod(self) -> torch.Tensor:
         return self.scheduler.alphas_cumprod
 
+    @property
+    def levels(self) -> NoiseLevels:
+        return NoiseLevels(self.timesteps.long(), self.alphas_cumprod.float())
+
     def level_after(self, k: int) -> tuple[int, float]:
         """(t_I, ᾱ_{t_I}) of the state after the first k steps; k = N is clean data (t_I = -1, ᾱ = 1)."""
-        n = len(self.timesteps)
-        if not 0 <= k <= n:
-            raise ValueError(f"truncation point k={k} outside [0, {n}]")
-        if k == n:
-            return -1, 1.0
-        t = int(self.timesteps[k])
-        return t, float(self.alphas_cumprod[t])
+        return self.levels.level_after(k)
 
     def step(self, eps: torch.Tensor, t: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.params.name == "ddim":

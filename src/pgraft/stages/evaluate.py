@@ -17,7 +17,7 @@ def body(args, params) -> dict:
     from pgraft import domains, filters
     from pgraft.io import read_json, read_npz, read_table, write_json
     from pgraft.metrics import DISTANCES, mean_pairwise_distance, tilt_weights
-    from pgraft.samplers import build_schedule
+    from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.stages.common import check_samples, load_model, seeded, set_threads
 

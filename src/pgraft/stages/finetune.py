@@ -21,15 +21,14 @@ def body(args, params) -> dict:
     from pgraft.finetune import TruncatedObjective, train
     from pgraft.finetune.objectives import target_scale
     from pgraft.io import atomic_dir, read_npz, read_table, write_json
-    from pgraft.samplers import build_schedule
-    from pgraft.samplers.rollout import sample_in_batches
+    from pgraft.samplers.levels import NoiseLevels
     from pgraft.stages.common import StageError, check_samples, load_model, numpy_rng, save_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
     ft = params.finetune
-    samples = read_npz(args.samples, required=("x0", "groups", "domain"))
+    samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, params, domain)
     sel = read_table(args.selection, columns=("index", "keep"))
     key = "x0" if (ft.target == "x0" or args.k == params.sampler.num_steps) else f"state_k{args.k}"
@@ -45,10 +44,13 @@ def body(args, params) -> dict:
             write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta})
         return {"accepted": int(keep.sum())}
 
-    schedule = build_schedule(params.sampler)
+    levels = NoiseLevels.from_arrays(samples["timesteps"], samples["alphas_cumprod"])
+    if len(levels.timesteps) != params.sampler.num_steps:
+        raise StageError(f"{args.samples}: drawn with {len(levels.timesteps)} sampler steps but params say "
+                         f"sampler.num_steps={params.sampler.num_steps}; rerun sample")
     rule = filters.build(params.filter.name, **params.filter.params)
     data = torch.as_tensor(samples[key][keep], dtype=torch.float32)
-    metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(schedule, args.k)}
+    metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(levels, args.k)}
     with atomic_dir(args.out) as tmp:
         tmp = Path(tmp)
         if ft.rounds == 1:
@@ -59,18 +61,23 @@ def body(args, params) -> dict:
                 if step in ft.budgets:
                     save_model(tmp, m, args.domain, name=f"b{step}", meta=meta)
 
-            losses = train(model, TruncatedObjective(data, schedule, args.k, ft.target, ft.timesteps),
+            losses = train(model, TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps),
                            ft.budgets[-1], ft.learning_rate, ft.batch_size, seeded(5, args.seed, args.k),
                            on_step=checkpoint, progress=f"finetune k={args.k}")
             for b in ft.budgets:
                 metrics[f"loss_b{b}"] = float(np.mean(losses[max(0, b - 20):b]))
+        if ft.rounds > 1:
+            from pgraft.samplers.rollout import sample_in_batches
+            from pgraft.samplers.schedule import build_schedule
+
+            schedule = build_schedule(params.sampler)
         for b in ft.budgets if ft.rounds > 1 else []:
             model = copy.deepcopy(base).requires_grad_(True)
             gen, round_data = seeded(5, args.seed, args.k, b), data
             for rnd in range(ft.rounds):
                 if rnd > 0:  # GRAFT round: sample from the current stitched model, reward, filter
                     round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key, sample_in_batches, numpy_rng)
-                obj = TruncatedObjective(round_data, schedule, args.k, ft.target, ft.timesteps)
+                obj = TruncatedObjective(round_data, levels, args.k, ft.target, ft.timesteps)
                 losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
             metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
             save_model(tmp, model, args.domain, name=f"b{b}", meta=meta)

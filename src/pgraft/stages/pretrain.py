@@ -13,7 +13,7 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.finetune import DenoisingObjective, train
     from pgraft.io import atomic_dir, write_json
-    from pgraft.samplers import build_schedule
+    from pgraft.samplers.schedule import build_schedule
     from pgraft.stages.common import save_model, seeded, set_threads
 
     set_threads()

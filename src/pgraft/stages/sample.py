@@ -16,7 +16,7 @@ def body(args, params) -> dict:
 
     from pgraft import domains
     from pgraft.io import write_json, write_npz
-    from pgraft.samplers import build_schedule
+    from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.stages.common import load_model, seeded, set_threads
 
@@ -35,8 +35,9 @@ def body(args, params) -> dict:
                                seeded(3, args.seed), params.sample.batch_size)
     groups = np.arange(n) // m
     states = {f"state_k{k}": kept[k].numpy() for k in grid}
+    # the noise levels travel with the states they describe (finetune reads them, without diffusers)
     write_npz(args.out, x0=x0.numpy(), groups=groups, grid=np.asarray(grid), domain=np.asarray(args.domain),
-              **states)
+              **schedule.levels.to_arrays(), **states)
     write_npz(args.reference, x0=ref.numpy(), domain=np.asarray(args.domain))
     metrics = {"num_samples": n, "group_size": m, "samples_per_s": n / elapsed,
                "reference_size": params.sample.reference_size}

@@ -1,0 +1,38 @@
+# Two commands do all the set-up: `make repro` (run the embedded default pipeline) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.pgraft-installed
+export PATH := $(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup repro test test-fast bench plots clean-results help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the pinned dependency set (idempotent)
+
+repro: setup  ## run the embedded default pipeline (dvc repro) -> results/figures/
+	dvc repro
+
+test: setup  ## run the test suite (CPU, offline)
+	python -m pytest -q
+
+test-fast: setup  ## the test suite without the end-to-end engine runs
+	python -m pytest -q -m "not slow"
+
+bench: setup  ## benchmarks: shared-sampling ratio, sampler throughput ratio, no-op dvc repro time
+	python benchmarks/run.py
+
+plots: setup  ## dvc plots rendered offline into dvc_plots/index.html
+	dvc plots show

@@ -1,0 +1,41 @@
+"""Run the real stage commands in-process over a shrunk params file (the paths dvc.yaml uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgraft.stages import aggregate, evaluate, figures, filter as filter_stage, finetune, pretrain, reward, sample
+
+
+def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[object, list[str]]]:
+    cmds = []
+    for d in params["domains"]:
+        cmds.append((pretrain, ["--domain", d, "--out", f"results/{d}/base",
+                                "--metrics", f"results/metrics/{d}/pretrain.json"]))
+        for s in params["seeds"]:
+            sd, md = f"results/{d}/seed{s}", f"results/metrics/{d}/seed{s}"
+            common = ["--domain", d, "--seed", str(s)]
+            cmds.append((sample, common + ["--model", f"results/{d}/base", "--out", f"{sd}/samples.npz",
+                                           "--reference", f"{sd}/reference.npz", "--metrics", f"{md}/sample.json"]))
+            cmds.append((reward, common + ["--samples", f"{sd}/samples.npz", "--reference", f"{sd}/reference.npz",
+                                           "--out", f"{sd}/rewards.parquet"]))
+            cmds.append((filter_stage, common + ["--samples", f"{sd}/samples.npz", "--rewards", f"{sd}/rewards.parquet",
+                                                 "--out", f"{sd}/selection.parquet", "--acceptance",
+                                                 f"{md}/acceptance.csv", "--metrics", f"{md}/filter.json"]))
+            for k in params["truncation_grid"]:
+                ck = common + ["--k", str(k)]
+                cmds.append((finetune, ck + ["--model", f"results/{d}/base", "--samples", f"{sd}/samples.npz",
+                                             "--selection", f"{sd}/selection.parquet", "--out", f"{sd}/k{k}/finetuned"]))
+                cmds.append((evaluate, ck + ["--model", f"results/{d}/base", "--finetuned", f"{sd}/k{k}/finetuned",
+                                             "--reference", f"{sd}/reference.npz", "--rewards", f"{sd}/rewards.parquet",
+                                             "--out", f"{md}/k{k}/evaluate.json"]))
+    cmds.append((aggregate, ["--metrics-dir", "results/metrics", "--out", "results/summary.csv",
+                             "--plots-dir", "results/plots"]))
+    cmds.append((figures, ["--summary", "results/summary.csv", "--out", "results/figures"]))
+    return [(mod, ["--params", pfile, *args]) for mod, args in cmds]
+
+
+def run_all(params: dict, workdir: Path) -> None:
+    for mod, args in stage_commands(params):
+        code = mod.main(args)
+        assert code == 0, f"{mod.__name__} {' '.join(args)} exited {code}"

@@ -1,0 +1,112 @@
+"""Bad params are rejected at load with one clear error naming the key, before any compute or write."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from pgraft.config import ConfigError, load_params, parse_params
+from pgraft.stages import pretrain
+
+from conftest import write_params
+
+
+def test_real_params_are_valid(real_params):
+    params = parse_params(real_params)
+    assert params.truncation_grid[0] == 0 and params.truncation_grid[-1] == params.sampler.num_steps
+    assert len(params.seeds) >= 5 and len(params.truncation_grid) >= 5 and len(params.finetune.budgets) >= 3
+
+
+def _set(raw: dict, dotted: str, value):
+    node = raw
+    *parents, last = dotted.split(".")
+    for p in parents:
+        node = node[p]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return raw
+
+
+_DELETE = object()
+
+BAD = [
+    # (key, value, words the message must contain)
+    ("bogus_key", 1, ["bogus_key", "unknown key"]),
+    ("sampler.stepz", 3, ["sampler.stepz", "unknown key", "num_steps"]),
+    ("domains", ["gaussian", "nope"], ["domains", "nope", "gaussian"]),
+    ("domains", [], ["domains"]),
+    ("sampler.name", "euler_maruyama", ["sampler.name", "ddim"]),
+    ("filter.name", "top_p", ["top_p", "best_of_n"]),
+    ("filter.params", {"m": 4, "k": 8}, ["k", "8"]),
+    ("filter.params", {"m": 16}, ["k"]),
+    ("filter.params", {"m": 16, "k": 2, "tau": 1.0}, ["tau"]),
+    ("truncation_grid", [0, 5, 25], ["truncation_grid", "25", "num_steps"]),
+    ("truncation_grid", [], ["truncation_grid"]),
+    ("truncation_grid", [5, 10, 20], ["truncation_grid", "0"]),
+    ("truncation_grid", [0, 10, 5, 20], ["truncation_grid", "increasing"]),
+    ("truncation_grid", [0, 10], ["truncation_grid", "N=20"]),
+    ("finetune.learning_rate", -0.1, ["finetune.learning_rate", "-0.1", "greater than 0"]),
+    ("finetune.learning_rate", 0, ["finetune.learning_rate", "greater than 0"]),
+    ("finetune.learning_rate", "fast", ["finetune.learning_rate", "fast"]),
+    ("finetune.budgets", [100, -5], ["finetune.budgets"]),
+    ("finetune.budgets", [], ["finetune.budgets"]),
+    ("finetune.target", "eps", ["finetune.target", "intermediate"]),
+    ("finetune.rounds", 0, ["finetune.rounds"]),
+    ("sampler.num_steps", 2.5, ["sampler.num_steps", "2.5"]),
+    ("sampler.num_steps", "20", ["sampler.num_steps"]),
+    ("sampler.eta", 1.5, ["sampler.eta", "1.5"]),
+    ("seeds", [0, 0], ["seeds"]),
+    ("seeds", [-1], ["seeds"]),
+    ("sample.num_groups", 0, ["sample.num_groups"]),
+    ("evaluate.distance", "kl", ["evaluate.distance", "energy"]),
+    ("tracking.enabled", "yes", ["tracking.enabled"]),
+    ("gaussian", _DELETE, ["gaussian"]),
+    ("gaussian.reward.name", "nope", ["gaussian.reward.name", "linear"]),
+    ("gaussian.mixture.std", -1.0, ["gaussian.mixture.std"]),
+]
+
+
+@pytest.mark.parametrize("key,value,words", BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
+def test_bad_params_name_the_key(real_params, key, value, words):
+    raw = _set(copy.deepcopy(real_params), key, value)
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    msg = str(err.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in error message:\n{msg}"
+
+
+@pytest.mark.parametrize("key,value,words", BAD[:6] + BAD[9:16], ids=lambda v: str(v)[:30])
+def test_stage_exits_nonzero_before_any_write(tmp_path, real_params, capsys, key, value, words):
+    params = write_params(tmp_path / "params.yaml", _set(copy.deepcopy(real_params), key, value))
+    out, metrics = tmp_path / "base", tmp_path / "m" / "pretrain.json"
+    code = pretrain.main(["--params", str(params), "--domain", "gaussian", "--out", str(out),
+                          "--metrics", str(metrics)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error" in err and words[0] in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("seeds: [0, 1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(tmp_path / "list.yaml")
+
+
+def test_schema_file_is_current():
+    import json
+    from pathlib import Path
+
+    from pgraft.config import json_schema
+
+    committed = json.loads((Path(__file__).parents[1] / "workflow/schemas/params.schema.json").read_text())
+    assert committed == json_schema(), "run `pgraft schema > workflow/schemas/params.schema.json`"

@@ -1,0 +1,88 @@
+# Per-domain, per-seed and per-truncation-point stages: pretrain -> sample -> reward -> filter
+# -> finetune -> evaluate. Resources (GPUs, walltime, memory) live in workflow/profiles, not here.
+
+
+rule pretrain:
+    output:
+        model=directory("results/{domain}/base"),
+        metrics="results/metrics/{domain}/pretrain.json",
+    log:
+        "logs/pretrain/{domain}.log",
+    shell:
+        "python -m pgraft.stages.pretrain --domain {wildcards.domain}"
+        " --out {output.model} --metrics {output.metrics} > {log} 2>&1"
+
+
+rule sample:
+    input:
+        model="results/{domain}/base",
+    output:
+        samples="results/{domain}/seed{seed}/samples.npz",
+        reference="results/{domain}/seed{seed}/reference.npz",
+        metrics="results/metrics/{domain}/seed{seed}/sample.json",
+    log:
+        "logs/sample/{domain}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.sample --domain {wildcards.domain} --seed {wildcards.seed}"
+        " --model {input.model} --out {output.samples} --reference {output.reference}"
+        " --metrics {output.metrics} > {log} 2>&1"
+
+
+rule reward:
+    input:
+        samples="results/{domain}/seed{seed}/samples.npz",
+        reference="results/{domain}/seed{seed}/reference.npz",
+    output:
+        rewards="results/{domain}/seed{seed}/rewards.parquet",
+    log:
+        "logs/reward/{domain}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.reward --domain {wildcards.domain} --seed {wildcards.seed}"
+        " --samples {input.samples} --reference {input.reference} --out {output.rewards} > {log} 2>&1"
+
+
+rule filter:
+    input:
+        samples="results/{domain}/seed{seed}/samples.npz",
+        rewards="results/{domain}/seed{seed}/rewards.parquet",
+    output:
+        selection="results/{domain}/seed{seed}/selection.parquet",
+        acceptance="results/metrics/{domain}/seed{seed}/acceptance.csv",
+        metrics="results/metrics/{domain}/seed{seed}/filter.json",
+    log:
+        "logs/filter/{domain}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.filter --domain {wildcards.domain} --seed {wildcards.seed}"
+        " --samples {input.samples} --rewards {input.rewards} --out {output.selection}"
+        " --acceptance {output.acceptance} --metrics {output.metrics} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        model="results/{domain}/base",
+        samples="results/{domain}/seed{seed}/samples.npz",
+        selection="results/{domain}/seed{seed}/selection.parquet",
+    output:
+        finetuned=directory("results/{domain}/seed{seed}/k{k}/finetuned"),
+    log:
+        "logs/finetune/{domain}-{seed}-{k}.log",
+    shell:
+        "python -m pgraft.stages.finetune --domain {wildcards.domain} --seed {wildcards.seed} --k {wildcards.k}"
+        " --model {input.model} --samples {input.samples} --selection {input.selection}"
+        " --out {output.finetuned} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model="results/{domain}/base",
+        finetuned="results/{domain}/seed{seed}/k{k}/finetuned",
+        reference="results/{domain}/seed{seed}/reference.npz",
+        rewards="results/{domain}/seed{seed}/rewards.parquet",
+    output:
+        metrics="results/metrics/{domain}/seed{seed}/k{k}/evaluate.json",
+    log:
+        "logs/evaluate/{domain}-{seed}-{k}.log",
+    shell:
+        "python -m pgraft.stages.evaluate --domain {wildcards.domain} --seed {wildcards.seed} --k {wildcards.k}"
+        " --model {input.model} --finetuned {input.finetuned} --reference {input.reference}"
+        " --rewards {input.rewards} --out {output.metrics} > {log} 2>&1"

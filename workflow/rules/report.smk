@@ -1,0 +1,28 @@
+# Sweep-wide stages: aggregate (one tidy table, MLflow mirror) and figures (from that table only).
+
+
+rule aggregate:
+    input:
+        expand("results/metrics/{domain}/pretrain.json", domain=DOMAINS),
+        expand("results/metrics/{domain}/seed{seed}/{name}", domain=DOMAINS, seed=SEEDS,
+               name=["filter.json", "acceptance.csv", "sample.json"]),
+        expand("results/metrics/{domain}/seed{seed}/k{k}/evaluate.json", domain=DOMAINS, seed=SEEDS, k=GRID),
+    output:
+        summary="results/summary.csv",
+        plots=directory("results/plots"),
+    log:
+        "logs/aggregate/aggregate.log",
+    shell:
+        "python -m pgraft.stages.aggregate --metrics-dir results/metrics --out {output.summary}"
+        " --plots-dir {output.plots} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        summary="results/summary.csv",
+    output:
+        figures=directory("results/figures"),
+    log:
+        "logs/figures/figures.log",
+    shell:
+        "python -m pgraft.stages.figures --summary {input.summary} --out {output.figures} > {log} 2>&1"
