@@ -51,7 +51,8 @@ def dvc_outputs(repo: Path) -> set[str]:
 
 def snakemake_commands(repo: Path) -> set[str]:
     out = _run([f"{BIN}/snakemake", "-n", "--forceall", "-p", "--profile", "workflow/profiles/local"], repo)
-    return {_norm(line) for line in out.splitlines() if line.strip().startswith("python -m pgraft.stages.")}
+    marker = "python -m pgraft.stages."
+    return {_norm(line[line.index(marker):]) for line in out.splitlines() if marker in line}
 
 
 def snakemake_outputs(repo: Path) -> set[str]:

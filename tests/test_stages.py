@@ -95,3 +95,14 @@ def test_cli_help_lists_the_stages():
     out = subprocess.run([sys.executable, "-m", "pgraft.cli", "--help"], capture_output=True, text=True, check=True)
     for stage in ("pretrain", "sample", "reward", "filter", "finetune", "evaluate", "aggregate", "figures"):
         assert stage in out.stdout
+
+
+def test_pretrain_is_deterministic(pipeline, monkeypatch):
+    from pgraft.stages import pretrain
+
+    work, _ = pipeline
+    monkeypatch.chdir(work)
+    for out in ("again1", "again2"):
+        assert pretrain.main(["--domain", "gaussian", "--out", out, "--metrics", f"{out}.json"]) == 0
+    a, b = (work / "again1/model.safetensors").read_bytes(), (work / "again2/model.safetensors").read_bytes()
+    assert a == b == (work / "results/gaussian/base/model.safetensors").read_bytes()

@@ -236,4 +236,4 @@ def _allowed_keys(parent: tuple) -> list[str]:
 
 def json_schema() -> dict:
     """The JSON Schema of params.yaml; Snakemake validates its config against it."""
-    return Params.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Params.model_json_schema()}

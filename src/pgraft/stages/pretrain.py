@@ -10,6 +10,8 @@ DOC = "Train the domain's base ε-model on its data with the ordinary denoising 
 
 
 def body(args, params) -> dict:
+    import torch
+
     from pgraft import domains
     from pgraft.finetune import DenoisingObjective, train
     from pgraft.io import atomic_dir, write_json
@@ -22,6 +24,7 @@ def body(args, params) -> dict:
     schedule = build_schedule(params.sampler)
     gen = seeded(1, cfg.seed)
     data = domain.sample_data(max(cfg.batch_size * 64, 50_000), gen)
+    torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))  # network init is seeded too
     model = domain.build_model()
     losses = train(model, DenoisingObjective(data, schedule.alphas_cumprod), cfg.steps, cfg.learning_rate,
                    cfg.batch_size, gen, progress=f"pretrain {args.domain}")
