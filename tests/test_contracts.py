@@ -8,7 +8,7 @@ import torch
 
 from pgraft import domains
 from pgraft.config import SamplerParams, parse_params
-from pgraft.metrics import DISTANCES
+from pgraft.metrics.distances import DISTANCES
 from pgraft.samplers.rollout import rollout
 from pgraft.samplers.schedule import SCHEDULERS, build_schedule
 from pgraft.stages.common import load_model, save_model

@@ -20,6 +20,10 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
     env["PGRAFT_THREADS"] = "1"
+    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        env.setdefault(var, "pgraft-tests")
+    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        env.setdefault(var, "tests@pgraft.invalid")
     env.pop("PGRAFT_STATE_DIR", None)
     return env
 

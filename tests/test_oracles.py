@@ -13,7 +13,9 @@ from pgraft import filters
 from pgraft.config import SamplerParams
 from pgraft.finetune import DenoisingObjective, TruncatedObjective
 from pgraft.finetune.objectives import target_scale
-from pgraft.metrics import empirical_cdf, energy_distance, mean_pairwise_distance, sliced_wasserstein, tilt_weights
+from pgraft.metrics.distances import energy_distance, sliced_wasserstein
+from pgraft.metrics.diversity import mean_pairwise_distance
+from pgraft.metrics.tilt import empirical_cdf, tilt_weights
 from pgraft.models.mlp import MLPDenoiser
 from pgraft.samplers.rollout import rollout, stitched_rollout
 from pgraft.samplers.schedule import build_schedule

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported by the methods that need it: reward-only stages stay light
+    import torch
+    from torch import nn
 
 
 class Domain:
@@ -19,15 +21,15 @@ class Domain:
     def __init__(self, params: Any):
         self.params = params
 
-    def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_data(self, n: int, generator: "torch.Generator") -> "torch.Tensor":
         """n training examples of the base model's data distribution."""
         raise NotImplementedError
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> "nn.Module":
         """A fresh ε-prediction network with a JSON-serialisable `config` attribute."""
         raise NotImplementedError
 
-    def model_from_config(self, config: dict) -> nn.Module:
+    def model_from_config(self, config: dict) -> "nn.Module":
         raise NotImplementedError
 
     def reward(self, x: np.ndarray) -> np.ndarray:

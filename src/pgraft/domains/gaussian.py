@@ -5,11 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from torch import nn
 
 from pgraft.domains.base import Domain
-from pgraft.models.mlp import MLPDenoiser
 
 
 class GaussianDomain(Domain):
@@ -21,7 +18,9 @@ class GaussianDomain(Domain):
         angles = 2 * math.pi * np.arange(m.num_modes) / m.num_modes
         return m.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
-    def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_data(self, n: int, generator):
+        import torch
+
         means = torch.as_tensor(self.means(), dtype=torch.float32)
         idx = torch.randint(len(means), (n,), generator=generator)
         noise = torch.randn((n, 2), generator=generator)
@@ -34,11 +33,15 @@ class GaussianDomain(Domain):
         log_comp = -d2 / (2 * s * s) - math.log(2 * math.pi * s * s)
         return _logsumexp(log_comp, axis=1) - math.log(len(self.means()))
 
-    def build_model(self) -> nn.Module:
+    def build_model(self):
+        from pgraft.models.mlp import MLPDenoiser
+
         m = self.params.model
         return MLPDenoiser(dim=2, hidden=m.hidden, layers=m.layers)
 
-    def model_from_config(self, config: dict) -> nn.Module:
+    def model_from_config(self, config: dict):
+        from pgraft.models.mlp import MLPDenoiser
+
         return MLPDenoiser(**config)
 
     def reward(self, x: np.ndarray) -> np.ndarray:

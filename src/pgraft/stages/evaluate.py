@@ -16,7 +16,9 @@ def body(args, params) -> dict:
 
     from pgraft import domains, filters
     from pgraft.io import read_json, read_npz, read_table, write_json
-    from pgraft.metrics import DISTANCES, mean_pairwise_distance, tilt_weights
+    from pgraft.metrics.distances import DISTANCES
+    from pgraft.metrics.diversity import mean_pairwise_distance
+    from pgraft.metrics.tilt import tilt_weights
     from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.stages.common import check_samples, load_model, seeded, set_threads
@@ -36,6 +38,9 @@ def body(args, params) -> dict:
     cache: dict = {}
     out: dict = {"target_reward_mean": float(weights @ ref_r), "base_reward_mean": float(ref_r.mean())}
     for b in params.finetune.budgets:
+        if ft_cfg.get("identity") and len(out) > 2:  # k = 0: the base model, whatever the budget
+            out[f"b{b}"] = out[f"b{params.finetune.budgets[0]}"]
+            continue
         ft = base if ft_cfg.get("identity") else load_model(args.finetuned, domain, name=f"b{b}")
         # common random numbers: the same noise for every k and budget of a seed (paired comparisons)
         x, _ = sample_in_batches(lambda i: ft if i < args.k else base, schedule, params.evaluate.num_samples,

@@ -75,6 +75,8 @@ def _tradeoff(ev):
                 ax.annotate(f"{int(row['budget'])}", (row["mean_x"], row["mean_r"]), fontsize=6,
                             xytext=(3, 3), textcoords="offset points")
         ax.set(xlabel=label, ylabel="mean reward", title=f"reward vs {metric} (labels: budget)")
+        if metric == "dist_target":
+            ax.set_xscale("log")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig

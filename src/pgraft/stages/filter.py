@@ -16,7 +16,7 @@ def body(args, params) -> dict:
 
     from pgraft import domains, filters
     from pgraft.io import read_npz, read_table, write_json, write_table
-    from pgraft.metrics import empirical_cdf
+    from pgraft.metrics.tilt import empirical_cdf
     from pgraft.stages.common import StageError, check_samples, numpy_rng
 
     domain = domains.build(args.domain, params)
