@@ -9,7 +9,7 @@ import pytest
 from pgraft.config import ConfigError, load_params, parse_params
 from pgraft.stages import pretrain
 
-from conftest import write_params
+from pipeline_helpers import write_params
 
 
 def test_real_params_are_valid(real_params):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, shrink, write_params
+from pipeline_helpers import ROOT, shrink, write_params
 
 BIN = str(Path(sys.executable).parent)
 

@@ -14,13 +14,13 @@ import pytest
 
 from pgraft.stages import evaluate, finetune
 
-from conftest import write_params
+from pipeline_helpers import write_params
 from pipeline_helpers import run_all, stage_commands
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, real_params):
-    from conftest import shrink
+    from pipeline_helpers import shrink
 
     work = tmp_path_factory.mktemp("pipe")
     params = shrink(real_params)

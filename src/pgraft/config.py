@@ -55,6 +55,7 @@ class FinetuneParams(_Strict):
     rounds: int = Field(1, ge=1, le=100)
     target: Literal["intermediate", "x0"] = "intermediate"
     timesteps: Literal["sampler", "window"] = "sampler"
+    checkpoint_every: int = Field(100, ge=0)
 
     @field_validator("budgets")
     @classmethod
@@ -176,6 +177,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the params file ({type(err).__name__}: {err})") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     return parse_params(raw, source=str(path))

@@ -44,16 +44,32 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(work: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move a finished work directory onto `path` (the old `path`, if any, goes only once it is replaced)."""
+    work, path = Path(work), Path(path)
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(work, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, path)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -81,8 +97,8 @@ def read_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError) as err:
-        raise ArtifactError(f"{path}: not a readable npz archive ({err})") from err
+    except Exception as err:  # zipfile, numpy and OS errors: a truncated or foreign file
+        raise ArtifactError(f"{path}: not a readable npz archive ({type(err).__name__}: {err})") from err
     missing = [k for k in required if k not in out]
     if missing:
         raise ArtifactError(f"{path}: missing arrays {missing}; has {sorted(out)}")

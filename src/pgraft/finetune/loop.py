@@ -22,12 +22,17 @@ def train(
     generator: torch.Generator,
     on_step: Callable[[int, nn.Module], None] | None = None,
     progress: str | None = None,
+    resume=None,
 ) -> list[float]:
-    """Run `steps` optimizer steps; call on_step(step, model) after each (1-based). Returns the losses."""
+    """Run `steps` optimizer steps; call on_step(step, model) after each (1-based). Returns the losses.
+
+    With `resume` (a finetune.resume.Resumable), training continues from its last checkpoint and saves
+    a new one periodically; the result is the same as an uninterrupted run.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
-    losses = []
-    steps_iter = range(1, steps + 1)
+    start, losses = resume.load(model, opt, generator) if resume is not None else (0, [])
+    steps_iter = range(start + 1, steps + 1)
     if progress:
         from tqdm import tqdm
 
@@ -41,5 +46,7 @@ def train(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step, model)
+        if resume is not None:
+            resume.maybe_save(step, model, opt, generator, losses)
     model.eval()
     return losses

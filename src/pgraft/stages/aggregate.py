@@ -20,7 +20,7 @@ def body(args, params) -> dict:
 
     import pandas as pd
 
-    from pgraft.io import read_json, read_table, write_table
+    from pgraft.io import atomic_dir, read_json, read_table, write_table
     from pgraft.stages import tracking
 
     root = Path(args.metrics_dir)
@@ -50,8 +50,9 @@ def body(args, params) -> dict:
                     rows.append(_row("reference", domain, seed=seed, k=k, metric=m, value=ev[m]))
     rows += _acceptance_monte_carlo()
     table = pd.DataFrame(rows, columns=COLUMNS)
+    with atomic_dir(args.plots_dir) as tmp:
+        _plot_csvs(table, Path(tmp), params)
     write_table(args.out, table)
-    _plot_csvs(table, Path(args.plots_dir), params)
     if params.tracking.enabled:
         stats = tracking.sync(params.tracking.uri, params.tracking.experiment)
         print(f"pgraft aggregate: MLflow sync {stats}")

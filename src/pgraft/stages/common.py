@@ -120,6 +120,8 @@ def check_samples(path: Path, data: dict, params: Params, domain) -> None:
     if str(data.get("domain", "")) != domain.name:
         raise ArtifactError(f"{path}: samples of domain {data.get('domain')!r}, expected {domain.name!r}")
     x0 = data["x0"]
+    if len(x0) == 0:
+        raise ArtifactError(f"{path}: contains no samples")
     if x0.ndim != 1 + len(domain.shape) or tuple(x0.shape[1:]) != tuple(domain.shape):
         raise ArtifactError(f"{path}: x0 has shape {x0.shape}, expected (n, {', '.join(map(str, domain.shape))})")
     if not np.issubdtype(x0.dtype, np.floating):

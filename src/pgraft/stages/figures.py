@@ -15,11 +15,15 @@ def body(args, params) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    from pgraft.io import atomic_path, read_table
+    from pgraft.io import atomic_dir, read_table
 
     table = read_table(args.summary, columns=("kind", "domain", "seed", "k", "budget", "metric", "value"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(args.out) as tmp:  # the figure set appears whole or not at all
+        written = _draw(table, Path(tmp))
+    return {"figures": len(written)}
+
+
+def _draw(table, out):
     written = []
     for domain in sorted(set(table.loc[table["kind"] == "evaluate", "domain"])):
         ev = table[(table["kind"] == "evaluate") & (table["domain"] == domain)]
@@ -29,11 +33,10 @@ def body(args, params) -> dict:
                          out / f"{domain}_distance_vs_k")
         written += _save(_tradeoff(ev), out / f"{domain}_tradeoff")
         md = out / f"{domain}_table.md"
-        with atomic_path(md) as tmp:
-            tmp.write_text(_markdown(ev, ref, domain))
+        md.write_text(_markdown(ev, ref, domain))
         written.append(md)
     written += _save(_acceptance(table), out / "acceptance_law")
-    return {"figures": len(written)}
+    return written
 
 
 def _stats(ev, metric):
@@ -145,13 +148,10 @@ def _markdown(ev, ref, domain) -> str:
 def _save(fig, stem):
     import matplotlib.pyplot as plt
 
-    from pgraft.io import atomic_path
-
     paths = []
     for ext in ("png", "pdf"):
         path = stem.with_suffix(f".{ext}")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=130, metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
+        fig.savefig(path, format=ext, dpi=130, metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
         paths.append(path)
     plt.close(fig)
     return paths

@@ -31,6 +31,12 @@ def body(args, params) -> dict:
     if len(r) != len(groups):
         raise StageError(f"{args.rewards}: {len(r)} training rewards but {args.samples} has {len(groups)} samples; "
                          "rerun the reward stage")
+    bad = ~np.isfinite(r)
+    if bad.any() or not np.isfinite(ref).all():
+        raise StageError(f"{args.rewards}: {int(bad.sum())} training and {int((~np.isfinite(ref)).sum())} reference "
+                         "rewards are NaN or inf; rewards must be finite (rerun the reward stage)")
+    if len(r) == 0:
+        raise StageError(f"{args.rewards}: no training rewards (set == 'train'); the sample stage drew nothing")
     if len(ref) == 0:
         raise StageError(f"{args.rewards}: no reference rewards (set == 'reference')")
     keep = rule.select(r, groups, generator=numpy_rng(4, args.seed), keys=domain.dedup_keys(samples["x0"]))

@@ -19,8 +19,12 @@ def body(args, params) -> dict:
 
     from pgraft import domains, filters
     from pgraft.finetune import TruncatedObjective, train
+    import shutil
+    import sys
+
     from pgraft.finetune.objectives import target_scale
-    from pgraft.io import atomic_dir, read_npz, read_table, write_json
+    from pgraft.finetune.resume import Resumable
+    from pgraft.io import atomic_dir, read_json, read_npz, read_table, replace_dir, write_json
     from pgraft.samplers.levels import NoiseLevels
     from pgraft.stages.common import StageError, check_samples, load_model, numpy_rng, save_model, seeded, set_threads
 
@@ -51,37 +55,62 @@ def body(args, params) -> dict:
     rule = filters.build(params.filter.name, **params.filter.params)
     data = torch.as_tensor(samples[key][keep], dtype=torch.float32)
     metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(levels, args.k)}
-    with atomic_dir(args.out) as tmp:
-        tmp = Path(tmp)
-        if ft.rounds == 1:
-            # one run with checkpoints: identical to separate runs per budget (same batch stream, constant LR)
-            model = copy.deepcopy(base).requires_grad_(True)
+    work = Path(f"{args.out}.partial")  # a fixed work directory, so a killed run can resume from it
+    fingerprint = _fingerprint(params, args)
+    if work.exists() and (not (work / "resume.json").exists()
+                          or read_json(work / "resume.json").get("fingerprint") != fingerprint):
+        shutil.rmtree(work)  # killed before its first checkpoint, or left by other inputs: start afresh
+    work.mkdir(parents=True, exist_ok=True)
+    if ft.rounds == 1:
+        # one run with checkpoints: identical to separate runs per budget (same batch stream, constant LR)
+        model = copy.deepcopy(base).requires_grad_(True)
+        resume = Resumable(work, fingerprint, ft.checkpoint_every)
 
-            def checkpoint(step, m):
-                if step in ft.budgets:
-                    save_model(tmp, m, args.domain, name=f"b{step}", meta=meta)
+        def checkpoint(step, m):
+            if step in ft.budgets:
+                save_model(work, m, args.domain, name=f"b{step}", meta=meta)
 
-            losses = train(model, TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps),
-                           ft.budgets[-1], ft.learning_rate, ft.batch_size, seeded(5, args.seed, args.k),
-                           on_step=checkpoint, progress=f"finetune k={args.k}")
-            for b in ft.budgets:
-                metrics[f"loss_b{b}"] = float(np.mean(losses[max(0, b - 20):b]))
-        if ft.rounds > 1:
-            from pgraft.samplers.rollout import sample_in_batches
-            from pgraft.samplers.schedule import build_schedule
+        losses = train(model, TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps),
+                       ft.budgets[-1], ft.learning_rate, ft.batch_size, seeded(5, args.seed, args.k),
+                       on_step=checkpoint, progress=f"finetune k={args.k}", resume=resume)
+        if resume.resumed_from:
+            print(f"pgraft finetune: resumed from step {resume.resumed_from}", file=sys.stderr)
+            metrics["resumed_from"] = resume.resumed_from
+        resume.clear()
+        for b in ft.budgets:
+            metrics[f"loss_b{b}"] = float(np.mean(losses[max(0, b - 20):b]))
+    else:  # several GRAFT rounds: no mid-run resume (each round re-samples)
+        from pgraft.samplers.rollout import sample_in_batches
+        from pgraft.samplers.schedule import build_schedule
 
-            schedule = build_schedule(params.sampler)
-        for b in ft.budgets if ft.rounds > 1 else []:
+        schedule = build_schedule(params.sampler)
+        for b in ft.budgets:
             model = copy.deepcopy(base).requires_grad_(True)
             gen, round_data = seeded(5, args.seed, args.k, b), data
             for rnd in range(ft.rounds):
                 if rnd > 0:  # GRAFT round: sample from the current stitched model, reward, filter
-                    round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key, sample_in_batches, numpy_rng)
+                    round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key,
+                                           sample_in_batches, numpy_rng)
                 obj = TruncatedObjective(round_data, levels, args.k, ft.target, ft.timesteps)
                 losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
             metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
-            save_model(tmp, model, args.domain, name=f"b{b}", meta=meta)
+            save_model(work, model, args.domain, name=f"b{b}", meta=meta)
+    replace_dir(work, args.out)
     return metrics
+
+
+def _fingerprint(params, args) -> str:
+    """What a resumable checkpoint must agree on: settings, truncation point and input file contents."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from pgraft.io import file_digest
+
+    parts = {"finetune": params.finetune.model_dump(mode="json"), "k": args.k, "seed": args.seed,
+             "domain": args.domain, "model": file_digest(Path(args.model) / "model.safetensors"),
+             "samples": file_digest(args.samples), "selection": file_digest(args.selection)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def _resample(model, base, schedule, domain, rule, params, args, gen, key, sample_in_batches, numpy_rng):
