@@ -40,6 +40,8 @@ def body(args, params) -> dict:
     if len(ref) == 0:
         raise StageError(f"{args.rewards}: no reference rewards (set == 'reference')")
     keep = rule.select(r, groups, generator=numpy_rng(4, args.seed), keys=domain.dedup_keys(samples["x0"]))
+    if not keep.any():
+        raise StageError(f"filter {rule.name} {rule.params} accepted no sample; loosen its parameters")
     u = empirical_cdf(ref, r)
     g = rule.acceptance_probability(u if rule.law_argument == "cdf" else r)
     write_table(args.out, pd.DataFrame({"index": train["index"].to_numpy(), "group": groups, "reward": r,
@@ -54,8 +56,6 @@ def body(args, params) -> dict:
     metrics = {"accepted": int(keep.sum()), "acceptance_rate": float(keep.mean()),
                "expected_acceptance": float(expected if expected is not None else g.mean()),
                "accepted_reward_mean": float(r[keep].mean()) if keep.any() else float("nan")}
-    if not keep.any():
-        raise StageError(f"filter {rule.name} {rule.params} accepted no sample; loosen its parameters")
     write_json(args.metrics, metrics)
     return {**metrics, "_artifacts": [args.acceptance]}
 
