@@ -25,3 +25,33 @@ def small_params(real_params) -> dict:
     return shrink(real_params)
 
 
+
+
+# --- reliability summary: the figures printed at the end of every run that includes those tests ---
+_OUTCOMES: dict[str, str] = {}
+_CATEGORIES = {
+    "kills (SIGKILL at 3 points per stage, then rerun; finetune resume)": ("reliability/test_kills.py",),
+    "bad inputs (params, artifacts, rewards, paths)": ("reliability/test_bad_inputs.py", "test_config.py::test_bad",
+                                                       "test_config.py::test_stage_exits", "test_config.py::test_unreadable"),
+    "identical output hashes over two forced dvc repro runs": ("reliability/test_determinism.py",),
+    "tracking outage (unreachable server, locked SQLite)": ("reliability/test_outage.py", "test_tracking.py::test_outage"),
+    "safe loading (no pickle anywhere, payload refused)": ("reliability/test_safe_loading.py",),
+}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = []
+    for name, patterns in _CATEGORIES.items():
+        hits = [o for nid, o in _OUTCOMES.items() if any(p in nid for p in patterns)]
+        if hits:
+            ok = sum(o == "passed" for o in hits)
+            lines.append(f"{name}: {len(hits)} tried, {ok} handled, {len(hits) - ok} not handled")
+    if lines:
+        terminalreporter.write_sep("-", "reliability summary")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -65,3 +69,38 @@ def shrink(raw: dict) -> dict:
 def write_params(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+BIN = str(Path(sys.executable).parent)
+
+
+def engine_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    env["PGRAFT_THREADS"] = "1"
+    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        env.setdefault(var, "pgraft-tests")
+    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        env.setdefault(var, "tests@pgraft.invalid")
+    env.pop("PGRAFT_STATE_DIR", None)
+    return env
+
+
+def run_cmd(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=engine_env(), capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+def project_copy(dst: Path, params: dict | None) -> Path:
+    for name in ("src", "workflow"):
+        shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
+    if params is None:
+        shutil.copy(ROOT / "params.yaml", dst / "params.yaml")
+    else:
+        write_params(dst / "params.yaml", params)
+    run_cmd(["git", "init", "-q"], dst)
+    run_cmd([f"{BIN}/dvc", "init", "-q"], dst)
+    run_cmd([f"{BIN}/dvc", "config", "core.analytics", "false"], dst)
+    return dst

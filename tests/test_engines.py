@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import ROOT, shrink, write_params
-
-BIN = str(Path(sys.executable).parent)
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    env["PGRAFT_THREADS"] = "1"
-    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-        env.setdefault(var, "pgraft-tests")
-    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        env.setdefault(var, "tests@pgraft.invalid")
-    env.pop("PGRAFT_STATE_DIR", None)
-    return env
-
-
-def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
-    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout + out.stderr
+from pipeline_helpers import BIN, ROOT, project_copy as _project_copy, run_cmd as _run, shrink
 
 
 def _norm(cmd: str) -> str:
@@ -63,20 +40,6 @@ def snakemake_outputs(repo: Path) -> set[str]:
     out = _run([f"{BIN}/snakemake", "--forceall", "--detailed-summary", "--profile", "workflow/profiles/local"], repo)
     rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
     return {r[0] for r in rows[1:] if r[0].startswith("results/")}
-
-
-def _project_copy(dst: Path, params: dict | None) -> Path:
-    for name in ("src", "workflow"):
-        shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
-    if params is None:
-        shutil.copy(ROOT / "params.yaml", dst / "params.yaml")
-    else:
-        write_params(dst / "params.yaml", params)
-    _run(["git", "init", "-q"], dst)
-    _run([f"{BIN}/dvc", "init", "-q"], dst)
-    _run([f"{BIN}/dvc", "config", "core.analytics", "false"], dst)
-    return dst
 
 
 @pytest.mark.slow

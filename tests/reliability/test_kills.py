@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pgraft.stages import aggregate, evaluate, figures, filter as filter_stage, finetune, reward, sample
+from pgraft.stages import aggregate, evaluate, figures, filter as filter_stage, finetune, pretrain, reward, sample
 
 from pipeline_helpers import stage_commands
 from reliability_helpers import readable
 
-STAGES = (sample, reward, filter_stage, finetune, evaluate, aggregate, figures)
+STAGES = (pretrain, sample, reward, filter_stage, finetune, evaluate, aggregate, figures)
 DELAYS = (0.4, 1.2, 2.5)
 
 
