@@ -13,7 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from pgraft.stages import aggregate, evaluate, figures, filter as filter_stage, finetune, pretrain, reward, sample
+from pgraft.stages import (aggregate, correct, evaluate, evaluate_flow, figures, filter as filter_stage, finetune,
+                           invert, pretrain, reward, sample)
 
 
 def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[object, list[str]]]:
@@ -38,6 +39,21 @@ def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[objec
                 cmds.append((evaluate, ck + ["--model", f"results/{d}/base", "--finetuned", f"{sd}/k{k}/finetuned",
                                              "--reference", f"{sd}/reference.npz", "--rewards", f"{sd}/rewards.parquet",
                                              "--out", f"{md}/k{k}/evaluate.json"]))
+    for d in params.get("inc", {}).get("domains", []):
+        cmds.append((pretrain, ["--domain", d, "--out", f"results/{d}/base", "--metrics",
+                                f"results/metrics/{d}/pretrain.json", "--features", f"results/{d}/features"]))
+        for n in params["inc"]["corrected_steps"]:
+            cmds.append((invert, ["--domain", d, "--n", str(n), "--model", f"results/{d}/base", "--out",
+                                  f"results/{d}/inc/n{n}/inverted.npz", "--metrics",
+                                  f"results/metrics/{d}/inc/n{n}/invert.json"]))
+            for s in params["seeds"]:
+                cmds.append((correct, ["--domain", d, "--seed", str(s), "--n", str(n), "--inverted",
+                                       f"results/{d}/inc/n{n}/inverted.npz", "--out",
+                                       f"results/{d}/seed{s}/inc/n{n}/corrector"]))
+        for s in params["seeds"]:
+            cmds.append((evaluate_flow, ["--domain", d, "--seed", str(s), "--model", f"results/{d}/base",
+                                         "--features", f"results/{d}/features", "--correctors-dir",
+                                         f"results/{d}/seed{s}/inc", "--out", f"results/metrics/{d}/seed{s}/inc.json"]))
     cmds.append((aggregate, ["--metrics-dir", "results/metrics", "--out", "results/summary.csv",
                              "--plots-dir", "results/plots"]))
     cmds.append((figures, ["--summary", "results/summary.csv", "--out", "results/figures"]))
@@ -63,6 +79,12 @@ def shrink(raw: dict) -> dict:
     p["tracking"]["enabled"] = False
     p["gaussian"]["model"].update(hidden=32, layers=1)
     p["gaussian"]["pretrain"].update(steps=50, batch_size=64)
+    p["inc"].update(base_steps=[2, 4], corrected_steps=[2], num_inverted=40, num_samples=40, batch_size=40,
+                    iterations=5)
+    p["inc"]["corrector"].update(hidden=16, layers=1, steps=10, batch_size=16)
+    p["digits_flow"]["model"].update(block_out_channels=[8, 16])
+    p["digits_flow"]["pretrain"].update(steps=5, batch_size=16)
+    p["digits_flow"]["features"]["steps"] = 20
     return p
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline_helpers import BIN, ROOT, project_copy as _project_copy, run_cmd as _run, shrink
 
@@ -48,7 +49,10 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
     repo = _project_copy(tmp_path, None)
     dvc, smk = dvc_commands(repo), snakemake_commands(repo)
     assert dvc == smk, f"only in DVC: {sorted(dvc - smk)[:5]}\nonly in Snakemake: {sorted(smk - dvc)[:5]}"
-    assert len(dvc) == 1 + 3 * 5 + 2 * 5 * 5 + 2
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    seeds, grid, inc = len(p["seeds"]), len(p["truncation_grid"]), p["inc"]
+    flow = len(inc["domains"]) * (1 + len(inc["corrected_steps"]) * (1 + seeds) + seeds)
+    assert len(dvc) == len(p["domains"]) * (1 + 3 * seeds + 2 * seeds * grid) + flow + 2
     outs = {o.rstrip("/") for o in dvc_outputs(repo)}
     smk_outs = {o.rstrip("/") for o in snakemake_outputs(repo)}
     assert outs <= smk_outs, sorted(outs - smk_outs)[:5]

@@ -16,6 +16,9 @@ STAGE_HELP = {
     "filter": "GRS selection within groups (+ acceptance-law check)",
     "finetune": "GRAFT / P-GRAFT fine-tuning at truncation point k, one checkpoint per budget",
     "evaluate": "reward, distance to the exact tilted target, distance to base, diversity",
+    "invert": "INC: real data back to noise through the base flow's Euler sampler (fixed-point backward Euler)",
+    "correct": "INC: train the corrector flow from N(0, I) to the inverted noises",
+    "evaluate_flow": "INC: FID vs FLOPs per image for the base at every n and for base + corrector",
     "aggregate": "collect all metrics into one tidy table (and mirror the records into MLflow)",
     "figures": "figures and the markdown table from the tidy table only",
 }

@@ -108,6 +108,62 @@ class GaussianParams(_Strict):
     pretrain: PretrainParams = PretrainParams()
 
 
+class FlowDataParams(_Strict):
+    path: str | None = None
+    image_size: int = Field(8, ge=4, le=1024)
+    channels: Literal[1, 3] = 1
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class FlowModelParams(_Strict):
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    layers_per_block: int = Field(1, ge=1)
+    checkpoint: str | None = None
+
+
+class FeatureNetParams(_Strict):
+    steps: int = Field(500, ge=1)
+
+
+class DigitsFlowParams(_Strict):
+    data: FlowDataParams = FlowDataParams()
+    model: FlowModelParams = FlowModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=1000, batch_size=64, learning_rate=1e-3)
+    features: FeatureNetParams = FeatureNetParams()
+
+
+class CorrectorParams(_Strict):
+    hidden: int = Field(256, ge=4)
+    layers: int = Field(3, ge=1, le=16)
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+
+
+class IncParams(_Strict):
+    domains: list[str] = Field(default_factory=list)
+    base_steps: list[int] = Field(default_factory=lambda: [5, 10, 20, 40], min_length=1)
+    corrected_steps: list[int] = Field(default_factory=lambda: [5, 10])
+    corrector_steps: int = Field(5, ge=1)
+    iterations: int = Field(20, ge=1)
+    tolerance: float = Field(1e-4, gt=0.0)
+    perturb: float = Field(1e-3, ge=0.0)
+    num_inverted: int = Field(1000, ge=10)
+    num_samples: int = Field(1000, ge=10)
+    batch_size: int = Field(500, ge=1)
+    corrector: CorrectorParams = CorrectorParams()
+
+    @model_validator(mode="after")
+    def _steps(self) -> "IncParams":
+        if any(n < 1 for n in self.base_steps) or len(set(self.base_steps)) != len(self.base_steps):
+            raise ValueError(f"base_steps {self.base_steps}: distinct positive step counts")
+        extra = [n for n in self.corrected_steps if n not in self.base_steps]
+        if extra:
+            raise ValueError(f"corrected_steps {self.corrected_steps}: {extra} not in base_steps {self.base_steps}")
+        return self
+
+
 class Params(_Strict):
     domains: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -118,16 +174,19 @@ class Params(_Strict):
     finetune: FinetuneParams = FinetuneParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    inc: IncParams = IncParams()
     gaussian: GaussianParams | None = None
+    digits_flow: DigitsFlowParams | None = None
 
     @field_validator("domains")
     @classmethod
     def _known_domains(cls, v: list[str]) -> list[str]:
         from pgraft.domains import REGISTRY
 
-        bad = [d for d in v if d not in REGISTRY]
+        valid = [n for n in REGISTRY.names() if REGISTRY.get(n).kind == "diffusion"]
+        bad = [d for d in v if d not in valid]
         if bad:
-            raise ValueError(f"unknown domain(s) {bad}; valid: {REGISTRY.names()}")
+            raise ValueError(f"unknown reward domain(s) {bad}; valid: {valid} (flow domains go in inc.domains)")
         if len(set(v)) != len(v):
             raise ValueError("domains must not repeat")
         return v
@@ -149,7 +208,13 @@ class Params(_Strict):
             raise ValueError(f"truncation_grid {grid}: values must be distinct and increasing")
         if grid[0] != 0 or grid[-1] != n:
             raise ValueError(f"truncation_grid {grid}: must include 0 (base) and N={n} (GRAFT)")
-        for d in self.domains:
+        from pgraft.domains import REGISTRY
+
+        flows = [n for n in REGISTRY.names() if REGISTRY.get(n).kind == "flow"]
+        bad = [d for d in self.inc.domains if d not in flows]
+        if bad:
+            raise ValueError(f"inc.domains {self.inc.domains}: {bad} are not flow domains; valid: {flows}")
+        for d in [*self.domains, *self.inc.domains]:
             if getattr(self, d) is None:
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
         return self
@@ -162,9 +227,10 @@ class Params(_Strict):
         return rule.group_size or self.sample.group_size
 
     def domain_params(self, domain: str) -> BaseModel:
-        section = getattr(self, domain, None)
+        section = getattr(self, domain, None) if domain in (*self.domains, *self.inc.domains) else None
         if section is None:
-            raise ConfigError(f"domain {domain!r} has no section in params (listed: {self.domains})")
+            raise ConfigError(f"domain {domain!r} is not configured (domains: {self.domains}, "
+                              f"inc.domains: {self.inc.domains})")
         return section
 
 

@@ -6,6 +6,8 @@ rule pretrain:
     output:
         model=directory("results/{domain}/base"),
         metrics="results/metrics/{domain}/pretrain.json",
+    wildcard_constraints:
+        domain="|".join(DOMAINS),
     log:
         "logs/pretrain/{domain}.log",
     shell:
@@ -86,3 +88,63 @@ rule evaluate:
         "python -m pgraft.stages.evaluate --domain {wildcards.domain} --seed {wildcards.seed} --k {wildcards.k}"
         " --model {input.model} --finetuned {input.finetuned} --reference {input.reference}"
         " --rewards {input.rewards} --out {output.metrics} > {log} 2>&1"
+
+
+# Inverse noise correction (flow domains, params 'inc'): pretrain_flow -> invert -> correct -> evaluate_flow.
+
+
+rule pretrain_flow:
+    output:
+        model=directory("results/{domain}/base"),
+        features=directory("results/{domain}/features"),
+        metrics="results/metrics/{domain}/pretrain.json",
+    wildcard_constraints:
+        domain="|".join(INC_DOMAINS) or "^$",
+    log:
+        "logs/pretrain_flow/{domain}.log",
+    shell:
+        "python -m pgraft.stages.pretrain --domain {wildcards.domain}"
+        " --out {output.model} --metrics {output.metrics} --features {output.features} > {log} 2>&1"
+
+
+rule invert:
+    input:
+        model="results/{domain}/base",
+    output:
+        inverted="results/{domain}/inc/n{n}/inverted.npz",
+        metrics="results/metrics/{domain}/inc/n{n}/invert.json",
+    log:
+        "logs/invert/{domain}-{n}.log",
+    shell:
+        "python -m pgraft.stages.invert --domain {wildcards.domain} --n {wildcards.n}"
+        " --model {input.model} --out {output.inverted} --metrics {output.metrics} > {log} 2>&1"
+
+
+rule correct:
+    input:
+        inverted="results/{domain}/inc/n{n}/inverted.npz",
+    output:
+        corrector=directory("results/{domain}/seed{seed}/inc/n{n}/corrector"),
+    log:
+        "logs/correct/{domain}-{n}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.correct --domain {wildcards.domain} --seed {wildcards.seed} --n {wildcards.n}"
+        " --inverted {input.inverted} --out {output.corrector} > {log} 2>&1"
+
+
+rule evaluate_flow:
+    input:
+        model="results/{domain}/base",
+        features="results/{domain}/features",
+        correctors=lambda w: expand("results/{domain}/seed{seed}/inc/n{n}/corrector", domain=w.domain,
+                                    seed=w.seed, n=PARAMS.inc.corrected_steps),
+    output:
+        metrics="results/metrics/{domain}/seed{seed}/inc.json",
+    params:
+        correctors_dir="results/{domain}/seed{seed}/inc",
+    log:
+        "logs/evaluate_flow/{domain}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.evaluate_flow --domain {wildcards.domain} --seed {wildcards.seed}"
+        " --model {input.model} --features {input.features}"
+        " --correctors-dir {params.correctors_dir} --out {output.metrics} > {log} 2>&1"

@@ -7,6 +7,9 @@ rule aggregate:
         expand("results/metrics/{domain}/seed{seed}/{name}", domain=DOMAINS, seed=SEEDS,
                name=["filter.json", "acceptance.csv", "sample.json"]),
         expand("results/metrics/{domain}/seed{seed}/k{k}/evaluate.json", domain=DOMAINS, seed=SEEDS, k=GRID),
+        expand("results/metrics/{domain}/pretrain.json", domain=INC_DOMAINS),
+        expand("results/metrics/{domain}/inc/n{n}/invert.json", domain=INC_DOMAINS, n=PARAMS.inc.corrected_steps),
+        expand("results/metrics/{domain}/seed{seed}/inc.json", domain=INC_DOMAINS, seed=SEEDS),
     output:
         summary="results/summary.csv",
         plots=directory("results/plots"),

@@ -15,6 +15,8 @@ class Domain:
     """A generation problem: data to pretrain on, a denoiser architecture, a terminal reward."""
 
     name: ClassVar[str]
+    #: "diffusion" (a reward domain of the GRAFT sweep) or "flow" (an INC domain)
+    kind: ClassVar[str] = "diffusion"
     #: shape of one sample (without the batch dimension)
     shape: ClassVar[tuple[int, ...]]
 

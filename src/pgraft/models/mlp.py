@@ -37,3 +37,18 @@ class MLPDenoiser(nn.Module):
         for block in self.blocks:
             h = h + block(h)  # residual MLP blocks
         return self.out(h)
+
+
+class VelocityMLP(nn.Module):
+    """v(x, t) for tensors of any per-sample `shape` (flattened), t in [0, 1]: the INC corrector."""
+
+    def __init__(self, shape: list[int], hidden: int = 256, layers: int = 3):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.config = {"shape": list(shape), "hidden": hidden, "layers": layers}
+        self.mlp = MLPDenoiser(dim=int(math.prod(shape)), hidden=hidden, layers=layers)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        return self.mlp(x.reshape(len(x), -1), t * 999.0).reshape(x.shape)

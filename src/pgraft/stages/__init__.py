@@ -1,3 +1,4 @@
 """Pipeline stages, one module each, run as `python -m pgraft.stages.<name>` or `pgraft <name>`."""
 
-STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "evaluate", "aggregate", "figures")
+STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "evaluate", "invert", "correct", "evaluate_flow",
+          "aggregate", "figures")

@@ -48,6 +48,23 @@ def body(args, params) -> dict:
                         rows.append(_row("evaluate", domain, seed=seed, k=k, budget=b, metric=m, value=v))
                 for m in ("target_reward_mean", "base_reward_mean"):
                     rows.append(_row("reference", domain, seed=seed, k=k, metric=m, value=ev[m]))
+    for domain in params.inc.domains:
+        pre = read_json(root / domain / "pretrain.json")
+        rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
+        for n in params.inc.corrected_steps:
+            inv = read_json(root / domain / "inc" / f"n{n}" / "invert.json")
+            rows += [_row("invert", domain, metric=m, value=v, x=n) for m, v in inv.items() if m != "n"]
+        for seed in params.seeds:
+            res = read_json(root / domain / f"seed{seed}" / "inc.json")
+            for method, steps in (("base", params.inc.base_steps), ("inc", params.inc.corrected_steps)):
+                for n in steps:
+                    if f"{method}_n{n}" not in res:
+                        from pgraft.stages.common import StageError
+
+                        raise StageError(f"{root / domain}/seed{seed}/inc.json has no {method}_n{n}; rerun evaluate_flow")
+                    for m in ("fid", "flops_per_image"):
+                        rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,
+                                         value=res[f"{method}_n{n}"][m]))
     rows += _acceptance_monte_carlo()
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_dir(args.plots_dir) as tmp:

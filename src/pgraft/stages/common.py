@@ -19,7 +19,8 @@ class StageError(ValueError):
     """A stage cannot run on its inputs; the message says which input and what was expected."""
 
 
-def parser(stage: str, doc: str, *, domain: bool = True, seed: bool = False, k: bool = False) -> argparse.ArgumentParser:
+def parser(stage: str, doc: str, *, domain: bool = True, seed: bool = False, k: bool = False,
+           n: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pgraft {stage}", description=doc)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     if domain:
@@ -28,6 +29,8 @@ def parser(stage: str, doc: str, *, domain: bool = True, seed: bool = False, k: 
         p.add_argument("--seed", type=int, required=True, help="seed, one of params 'seeds'")
     if k:
         p.add_argument("--k", type=int, required=True, help="truncation point, one of params 'truncation_grid'")
+    if n:
+        p.add_argument("--n", type=int, required=True, help="base Euler steps, one of params 'inc.corrected_steps'")
     return p
 
 
@@ -57,8 +60,11 @@ def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.N
 
 
 def _check_args(args: argparse.Namespace, params: Params) -> None:
-    if getattr(args, "domain", None) is not None and args.domain not in params.domains:
-        raise StageError(f"--domain {args.domain!r} is not in params 'domains' {params.domains}")
+    if getattr(args, "domain", None) is not None and args.domain not in (*params.domains, *params.inc.domains):
+        raise StageError(f"--domain {args.domain!r} is not in params 'domains' {params.domains} "
+                         f"nor 'inc.domains' {params.inc.domains}")
+    if getattr(args, "n", None) is not None and args.n not in params.inc.corrected_steps:
+        raise StageError(f"--n {args.n} is not in params 'inc.corrected_steps' {params.inc.corrected_steps}")
     if getattr(args, "seed", None) is not None and args.seed not in params.seeds:
         raise StageError(f"--seed {args.seed} is not in params 'seeds' {params.seeds}")
     if getattr(args, "k", None) is not None and args.k not in params.truncation_grid:
@@ -95,15 +101,15 @@ def save_model(out_dir: Path, model, domain: str, name: str = "model", meta: dic
     write_json(out_dir / "config.json", {"domain": domain, "model": model.config, **(meta or {})})
 
 
-def load_model(model_dir: Path, domain, name: str = "model"):
-    """Build the domain's network from `config.json` and load `name`.safetensors (no pickle)."""
+def load_model(model_dir: Path, domain, name: str = "model", build=None):
+    """Build the domain's network (or `build(config)`) from `config.json`, load `name`.safetensors (no pickle)."""
     from pgraft.io import load_weights
 
     model_dir = Path(model_dir)
     cfg = read_json(model_dir / "config.json")
     if cfg.get("domain") != domain.name:
         raise ArtifactError(f"{model_dir}: model of domain {cfg.get('domain')!r}, expected {domain.name!r}")
-    model = domain.model_from_config(cfg["model"])
+    model = (build or domain.model_from_config)(cfg["model"])
     state = load_weights(model_dir / f"{name}.safetensors")
     try:
         model.load_state_dict(state)

@@ -36,7 +36,59 @@ def _draw(table, out):
         md.write_text(_markdown(ev, ref, domain))
         written.append(md)
     written += _save(_acceptance(table), out / "acceptance_law")
+    for domain in sorted(set(table.loc[table["kind"] == "inc", "domain"])):
+        inc = table[(table["kind"] == "inc") & (table["domain"] == domain)]
+        written += _save(_fid_vs_flops(inc, domain), out / f"{domain}_fid_vs_flops")
+        md = out / f"{domain}_inc_table.md"
+        md.write_text(_inc_markdown(inc, domain))
+        written.append(md)
     return written
+
+
+def _inc_stats(inc):
+    wide = inc.pivot_table(index=["rule", "x", "seed"], columns="metric", values="value").reset_index()
+    return wide.groupby(["rule", "x"]).agg(fid_mean=("fid", "mean"), fid_std=("fid", "std"),
+                                           flops=("flops_per_image", "mean"), seeds=("seed", "nunique")).reset_index()
+
+
+def _fid_vs_flops(inc, domain):
+    import matplotlib.pyplot as plt
+
+    s = _inc_stats(inc)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for rule, label, style in (("base", "base flow", "o-"), ("inc", "base + corrector (INC)", "s--")):
+        d = s[s["rule"] == rule].sort_values("flops")
+        ax.errorbar(d["flops"], d["fid_mean"], yerr=d["fid_std"].fillna(0), fmt=style, capsize=3, label=label)
+        for _, row in d.iterrows():
+            ax.annotate(f"n={int(row['x'])}", (row["flops"], row["fid_mean"]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set(xlabel="FLOPs per image (counted)", ylabel="FID vs held-out real images",
+           title=f"{domain}: FID vs FLOPs (mean ± std over {int(s['seeds'].max())} seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _inc_markdown(inc, domain) -> str:
+    s = _inc_stats(inc)
+    lines = [f"# {domain}: inverse noise correction", "",
+             f"FID against held-out real images (mean ± std over {int(s['seeds'].max())} seeds) and counted FLOPs "
+             "per image.", "", "| method | base steps n | FID | FLOPs / image |", "|---|---|---|---|"]
+    for _, r in s.sort_values(["rule", "x"]).iterrows():
+        name = "base" if r["rule"] == "base" else "base + INC"
+        lines.append(f"| {name} | {int(r['x'])} | {r['fid_mean']:.3f} ± {r['fid_std']:.2f} | {r['flops']:.4g} |")
+    base = s[s["rule"] == "base"].set_index("x")
+    lines += ["", "| n | base FID | base + INC FID | change | base FID at 2n | INC FLOPs / base FLOPs at 2n |",
+              "|---|---|---|---|---|---|"]
+    for _, r in s[s["rule"] == "inc"].sort_values("x").iterrows():
+        n = r["x"]
+        b = base.loc[n]
+        two = base.loc[2 * n] if 2 * n in base.index else None
+        change = 100 * (r["fid_mean"] - b["fid_mean"]) / b["fid_mean"]
+        lines.append(f"| {int(n)} | {b['fid_mean']:.3f} | {r['fid_mean']:.3f} | {change:+.1f} % | "
+                     + (f"{two['fid_mean']:.3f} | {r['flops'] / two['flops']:.2f} |" if two is not None else "- | - |"))
+    return "\n".join(lines) + "\n"
 
 
 def _stats(ev, metric):

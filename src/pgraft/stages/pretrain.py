@@ -20,17 +20,36 @@ def body(args, params) -> dict:
 
     set_threads()
     domain = domains.build(args.domain, params)
-    cfg = params.domain_params(args.domain).pretrain
-    schedule = build_schedule(params.sampler)
+    section = params.domain_params(args.domain)
+    cfg = section.pretrain
     gen = seeded(1, cfg.seed)
-    data = domain.sample_data(max(cfg.batch_size * 64, 50_000), gen)
+    if domain.kind == "flow":
+        from pgraft.finetune.flow_objective import FlowMatchingObjective
+
+        objective = FlowMatchingObjective(torch.as_tensor(domain.split()[0]))
+        steps = 0 if section.model.checkpoint else cfg.steps  # a given checkpoint is the base as it is
+    else:
+        objective = DenoisingObjective(domain.sample_data(max(cfg.batch_size * 64, 50_000), gen),
+                                       build_schedule(params.sampler).alphas_cumprod)
+        steps = cfg.steps
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))  # network init is seeded too
     model = domain.build_model()
-    losses = train(model, DenoisingObjective(data, schedule.alphas_cumprod), cfg.steps, cfg.learning_rate,
-                   cfg.batch_size, gen, progress=f"pretrain {args.domain}")
-    tail = losses[-max(1, len(losses) // 10):]
-    metrics = {"final_loss": sum(tail) / len(tail), "steps": cfg.steps,
+    losses = train(model, objective, steps, cfg.learning_rate, cfg.batch_size, gen,
+                   progress=f"pretrain {args.domain}")
+    tail = losses[-max(1, len(losses) // 10):] or [float("nan")]
+    metrics = {"final_loss": sum(tail) / len(tail), "steps": steps,
                "parameters": sum(p.numel() for p in model.parameters())}
+    if args.features:  # the FID feature network of an image domain, trained on its train split
+        from pgraft.metrics.fid import save_extractor
+        from pgraft.models.digit_features import train_digit_classifier
+
+        x, y = domain.labelled_train()
+        x = torch.as_tensor(x).mean(dim=1, keepdim=True)  # the feature network sees 8x8 grayscale
+        x = torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False)
+        net = train_digit_classifier(x, torch.as_tensor(y), steps=section.features.steps,
+                                     generator=seeded(8, cfg.seed))
+        with atomic_dir(args.features) as tmp:
+            save_extractor(net, tmp)
     with atomic_dir(args.out) as tmp:
         save_model(Path(tmp), model, args.domain, meta={"sampler": params.sampler.model_dump()})
     write_json(args.metrics, metrics)
@@ -41,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("pretrain", DOC)
     p.add_argument("--out", required=True, help="output directory for model.safetensors + config.json")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
+    p.add_argument("--features", help="image domains: output directory of the FID feature network")
     return run_stage("pretrain", p, body, argv)
 
 
