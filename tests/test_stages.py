@@ -37,14 +37,18 @@ def test_every_stage_writes_its_outputs(pipeline):
     work, params = pipeline
     figs = sorted(p.name for p in (work / "results/figures").iterdir())
     for name in ("gaussian_reward_vs_k.png", "gaussian_reward_vs_k.pdf", "gaussian_distance_vs_k.png",
-                 "gaussian_tradeoff.png", "acceptance_law.png", "gaussian_table.md"):
+                 "gaussian_tradeoff.png", "acceptance_law.png", "gaussian_table.md",
+                 "digits_flow_fid_vs_flops.png", "digits_flow_fid_vs_flops.pdf", "digits_flow_inc_table.md"):
         assert name in figs
     table = pd.read_csv(work / "results/summary.csv")
     ev = table[table["kind"] == "evaluate"]
     assert set(ev["k"]) == set(params["truncation_grid"]) and set(ev["budget"]) == set(params["finetune"]["budgets"])
     assert set(ev["seed"]) == set(params["seeds"])
     assert np.isfinite(ev["value"]).all()
-    assert set(table["kind"]) >= {"evaluate", "acceptance", "acceptance_mc", "filter", "pretrain", "reference"}
+    assert set(table["kind"]) >= {"evaluate", "acceptance", "acceptance_mc", "filter", "pretrain", "reference",
+                                  "inc", "invert"}
+    inc = table[table["kind"] == "inc"]
+    assert set(inc["rule"]) == {"base", "inc"} and np.isfinite(inc["value"]).all()
     samples = np.load(work / "results/gaussian/seed0/samples.npz", allow_pickle=False)
     for k in params["truncation_grid"]:
         assert samples[f"state_k{k}"].shape == samples["x0"].shape

@@ -41,4 +41,14 @@ def from_config(config: dict) -> FlowUNet:
 
 def from_pretrained(directory: str) -> FlowUNet:
     """A UNet2DModel checkpoint in diffusers format (safetensors) from a local directory; nothing downloaded."""
-    return FlowUNet(UNet2DModel.from_pretrained(directory, use_safetensors=True, local_files_only=True))
+    from pathlib import Path
+
+    from pgraft.io import ArtifactError
+
+    if not Path(directory).is_dir():
+        raise ArtifactError(f"model.checkpoint {directory}: not a directory (expected a diffusers UNet2DModel "
+                            "saved with save_pretrained)")
+    try:
+        return FlowUNet(UNet2DModel.from_pretrained(directory, use_safetensors=True, local_files_only=True))
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"model.checkpoint {directory}: not a loadable diffusers UNet2DModel ({err})") from err
