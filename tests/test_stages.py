@@ -110,3 +110,23 @@ def test_pretrain_is_deterministic(pipeline, monkeypatch):
         assert pretrain.main(["--domain", "gaussian", "--out", out, "--metrics", f"{out}.json"]) == 0
     a, b = (work / "again1/model.safetensors").read_bytes(), (work / "again2/model.safetensors").read_bytes()
     assert a == b == (work / "results/gaussian/base/model.safetensors").read_bytes()
+
+
+def test_finetune_with_several_graft_rounds(pipeline, monkeypatch):
+    """rounds > 1: later rounds re-sample the current stitched model, re-score and re-filter."""
+    import copy
+
+    work, params = pipeline
+    monkeypatch.chdir(work)
+    rounds = copy.deepcopy(params)
+    rounds["finetune"]["rounds"] = 2
+    write_params(work / "rounds.yaml", rounds)
+    args = next(a for m, a in stage_commands(rounds, "rounds.yaml")
+                if m is finetune and a[a.index("--k") + 1] == "2" and a[a.index("--seed") + 1] == "0")
+    args = list(args)
+    args[args.index("--out") + 1] = "rounds_ft"
+    assert finetune.main(args) == 0
+    for b in params["finetune"]["budgets"]:
+        assert (work / "rounds_ft" / f"b{b}.safetensors").exists()
+    one = (work / "results/gaussian/seed0/k2/finetuned/b10.safetensors").read_bytes()
+    assert (work / "rounds_ft/b10.safetensors").read_bytes() != one

@@ -112,6 +112,11 @@ def euler_invert(
     return InversionResult(noise=y, residual=max(residuals), converged=not failed, iterations_used=used)
 
 
+def batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """fn applied to consecutive slices of x of at most batch_size rows, concatenated (a memory knob)."""
+    return torch.cat([fn(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
+
+
 def composed_sample(corrector: nn.Module, base: nn.Module, z: torch.Tensor, n_corrector: int,
                     n_base: int) -> torch.Tensor:
     """INC sampling (METHOD.md §4, step 3): noise z → corrector's Euler map (n_corrector steps) → corrected

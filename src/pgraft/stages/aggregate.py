@@ -22,6 +22,7 @@ def body(args, params) -> dict:
 
     from pgraft.io import atomic_dir, read_json, read_table, write_table
     from pgraft.stages import tracking
+    from pgraft.stages.common import StageError
 
     root = Path(args.metrics_dir)
     rows: list[dict] = []
@@ -41,8 +42,6 @@ def body(args, params) -> dict:
                 ev = read_json(sdir / f"k{k}" / "evaluate.json")
                 for b in params.finetune.budgets:
                     if f"b{b}" not in ev:
-                        from pgraft.stages.common import StageError
-
                         raise StageError(f"{sdir}/k{k}/evaluate.json has no budget {b}; rerun evaluate")
                     for m, v in ev[f"b{b}"].items():
                         rows.append(_row("evaluate", domain, seed=seed, k=k, budget=b, metric=m, value=v))
@@ -59,8 +58,6 @@ def body(args, params) -> dict:
             for method, steps in (("base", params.inc.base_steps), ("inc", params.inc.corrected_steps)):
                 for n in steps:
                     if f"{method}_n{n}" not in res:
-                        from pgraft.stages.common import StageError
-
                         raise StageError(f"{root / domain}/seed{seed}/inc.json has no {method}_n{n}; rerun evaluate_flow")
                     for m in ("fid", "flops_per_image"):
                         rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,

@@ -20,7 +20,7 @@ def body(args, params) -> dict:
     from pgraft.metrics.fid import fid, to_uint8
     from pgraft.metrics.flops import flops_per_image
     from pgraft.models.mlp import VelocityMLP
-    from pgraft.samplers.flow import composed_sample, euler_sample
+    from pgraft.samplers.flow import batched, composed_sample, euler_sample
     from pgraft.stages.common import load_model, seeded, set_threads
 
     set_threads()
@@ -35,18 +35,15 @@ def body(args, params) -> dict:
     base_flops = flops_per_image(base, x1, t1, 1)
     out: dict = {"real_images": len(real)}
 
-    def batched(fn):
-        return torch.cat([fn(z[s:s + inc.batch_size]) for s in range(0, len(z), inc.batch_size)])
-
     for n in inc.base_steps:
-        x = batched(lambda zb: euler_sample(base, zb, n))
+        x = batched(lambda zb: euler_sample(base, zb, n), z, inc.batch_size)
         out[f"base_n{n}"] = {"fid": fid(real, to_uint8(x), args.features), "flops_per_image": n * base_flops,
                              "n": n}
     for n in inc.corrected_steps:
         corr = load_model(Path(args.correctors_dir) / f"n{n}" / "corrector", domain,
                           build=lambda cfg: VelocityMLP(**cfg))
         c_flops = flops_per_image(corr, x1, t1, 1)
-        x = batched(lambda zb: composed_sample(corr, base, zb, inc.corrector_steps, n))
+        x = batched(lambda zb: composed_sample(corr, base, zb, inc.corrector_steps, n), z, inc.batch_size)
         out[f"inc_n{n}"] = {"fid": fid(real, to_uint8(x), args.features), "n": n,
                             "flops_per_image": n * base_flops + inc.corrector_steps * c_flops}
     write_json(args.out, out)

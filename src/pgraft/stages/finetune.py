@@ -12,6 +12,8 @@ DOC = ("Fine-tune a copy of the base denoiser on the accepted states at truncati
 
 def body(args, params) -> dict:
     import copy
+    import shutil
+    import sys
     from pathlib import Path
 
     import numpy as np
@@ -19,14 +21,11 @@ def body(args, params) -> dict:
 
     from pgraft import domains, filters
     from pgraft.finetune import TruncatedObjective, train
-    import shutil
-    import sys
-
     from pgraft.finetune.objectives import target_scale
     from pgraft.finetune.resume import Resumable
     from pgraft.io import atomic_dir, read_json, read_npz, read_table, replace_dir, write_json
     from pgraft.samplers.levels import NoiseLevels
-    from pgraft.stages.common import StageError, check_samples, load_model, numpy_rng, save_model, seeded, set_threads
+    from pgraft.stages.common import StageError, check_samples, load_model, save_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -80,7 +79,6 @@ def body(args, params) -> dict:
         for b in ft.budgets:
             metrics[f"loss_b{b}"] = float(np.mean(losses[max(0, b - 20):b]))
     else:  # several GRAFT rounds: no mid-run resume (each round re-samples)
-        from pgraft.samplers.rollout import sample_in_batches
         from pgraft.samplers.schedule import build_schedule
 
         schedule = build_schedule(params.sampler)
@@ -89,8 +87,7 @@ def body(args, params) -> dict:
             gen, round_data = seeded(5, args.seed, args.k, b), data
             for rnd in range(ft.rounds):
                 if rnd > 0:  # GRAFT round: sample from the current stitched model, reward, filter
-                    round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key,
-                                           sample_in_batches, numpy_rng)
+                    round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key)
                 obj = TruncatedObjective(round_data, levels, args.k, ft.target, ft.timesteps)
                 losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
             metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
@@ -113,8 +110,12 @@ def _fingerprint(params, args) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _resample(model, base, schedule, domain, rule, params, args, gen, key, sample_in_batches, numpy_rng):
+def _resample(model, base, schedule, domain, rule, params, args, gen, key):
+    """One later GRAFT round's data: sample the current stitched model, reward, filter, keep the states."""
     import torch
+
+    from pgraft.samplers.rollout import sample_in_batches
+    from pgraft.stages.common import numpy_rng
 
     n = params.sample.num_groups * params.group_size()
     model.eval()

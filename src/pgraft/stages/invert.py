@@ -10,6 +10,7 @@ DOC = ("Invert inc.num_inverted training images through the frozen base flow wit
 
 
 def body(args, params) -> dict:
+    import sys
     import warnings
 
     import numpy as np
@@ -17,7 +18,7 @@ def body(args, params) -> dict:
 
     from pgraft import domains
     from pgraft.io import write_json, write_npz
-    from pgraft.samplers.flow import InversionWarning, euler_invert, euler_sample
+    from pgraft.samplers.flow import InversionWarning, batched, euler_invert, euler_sample
     from pgraft.stages.common import StageError, load_model, seeded, set_threads
 
     set_threads()
@@ -30,7 +31,7 @@ def body(args, params) -> dict:
     order = np.random.default_rng(11).permutation(len(train))[: inc.num_inverted]
     data = torch.as_tensor(train[order])
     gen = seeded(9, args.n)
-    noises, converged, residual, caught = [], True, 0.0, []
+    noises, converged, residual = [], True, 0.0
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always", InversionWarning)
         for start in range(0, len(data), inc.batch_size):
@@ -41,10 +42,9 @@ def body(args, params) -> dict:
             residual = max(residual, float(res.residual))
         caught = [str(w.message) for w in record if issubclass(w.category, InversionWarning)]
     for msg in caught[:1]:
-        print(f"pgraft invert: warning: {msg}", file=__import__("sys").stderr)
+        print(f"pgraft invert: warning: {msg}", file=sys.stderr)
     noise = torch.cat(noises)
-    recon = torch.cat([euler_sample(base, noise[s:s + inc.batch_size], args.n)
-                       for s in range(0, len(noise), inc.batch_size)])
+    recon = batched(lambda zb: euler_sample(base, zb, args.n), noise, inc.batch_size)
     err = (recon - data).abs()
     metrics = {"n": args.n, "num_inverted": len(data), "converged": bool(converged), "max_residual": residual,
                "roundtrip_max_abs_error": float(err.max()), "roundtrip_mean_abs_error": float(err.mean()),

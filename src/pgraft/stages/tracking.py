@@ -35,7 +35,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def pipeline_id(params_path: str) -> str:
+def pipeline_id(params_path: str, commit: str) -> str:
     """PGRAFT_PIPELINE_ID if set (one per engine invocation), else git commit + params hash."""
     if os.environ.get(PIPELINE_ENV):
         return os.environ[PIPELINE_ENV]
@@ -43,7 +43,7 @@ def pipeline_id(params_path: str) -> str:
         digest = hashlib.sha256(Path(params_path).read_bytes()).hexdigest()[:10]
     except OSError:
         digest = "noparams"
-    return f"{git_commit()[:10]}-{digest}"
+    return f"{commit[:10]}-{digest}"
 
 
 def record(params, params_path: str, *, stage: str, domain, seed, k, metrics: dict, wall_s: float) -> Path | None:
@@ -53,9 +53,10 @@ def record(params, params_path: str, *, stage: str, domain, seed, k, metrics: di
     try:
         artifacts = [str(a) for a in metrics.pop("_artifacts", [])]
         flat = {key: float(v) for key, v in _flatten(metrics).items() if _is_number(v)}
+        commit = git_commit()
         rec = {
-            "pipeline_id": pipeline_id(params_path), "stage": stage, "domain": domain, "seed": seed, "k": k,
-            "metrics": flat, "artifacts": artifacts, "wall_s": wall_s, "git_commit": git_commit(),
+            "pipeline_id": pipeline_id(params_path, commit), "stage": stage, "domain": domain, "seed": seed,
+            "k": k, "metrics": flat, "artifacts": artifacts, "wall_s": wall_s, "git_commit": commit,
             "time": time.time(), "seeds": list(params.seeds), "grid": list(params.truncation_grid),
             "params": {key: str(v) for key, v in _flatten(params.model_dump(mode="json")).items()},
         }
