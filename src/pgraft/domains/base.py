@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:  # torch is imported by the methods that need it: reward-only stages stay light
+    from pathlib import Path
+
     import torch
     from torch import nn
 
@@ -43,5 +45,27 @@ class Domain:
         return None
 
     def extra_metrics(self, x: np.ndarray) -> dict[str, float]:
-        """Domain-specific metrics of a generated sample set."""
+        """Domain-specific metrics of a generated sample set (finite floats; may use the auxiliary networks)."""
         return {}
+
+    # --- auxiliary networks: judges, feature networks for FID-like metrics, trained by the pretrain stage ---
+
+    def train_auxiliary(self, out_dir: "Path", generator: "torch.Generator") -> dict[str, float]:
+        """Train the domain's auxiliary networks (if any) and save them under `out_dir` (safetensors + JSON).
+
+        Called by the pretrain stage after the base model; `out_dir` lies inside the base model's directory,
+        so the auxiliaries appear atomically with it. Returns metrics (e.g. a judge's held-out accuracy).
+        """
+        return {}
+
+    def load_auxiliary(self, model_dir: "Path") -> None:
+        """Load what `train_auxiliary` saved (the stages call this before `reward` / `extra_metrics`)."""
+
+    # --- sample galleries (results/figures/<domain>_samples.png) ---
+
+    #: samples kept per (seed, k) for the gallery figure; 0: no gallery for this domain
+    gallery_size: ClassVar[int] = 0
+
+    def draw(self, ax: Any, x: np.ndarray) -> None:
+        """Draw a set of generated samples (shape (n, *shape)) into one matplotlib Axes."""
+        raise NotImplementedError
