@@ -219,11 +219,17 @@ class Params(_Strict):
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
         return self
 
-    def group_size(self) -> int:
+    def filter_for(self, domain: str) -> FilterParams:
+        """The GRS rule of `domain`: its section's own `filter:` when it sets one, else the top-level one."""
+        own = getattr(getattr(self, domain, None), "filter", None)
+        return own if own is not None else self.filter
+
+    def group_size(self, domain: str | None = None) -> int:
         """Samples per group: the rule's own size (n or m) or, for per-sample rules, sample.group_size."""
         from pgraft import filters
 
-        rule = filters.build(self.filter.name, **self.filter.params)
+        f = self.filter if domain is None else self.filter_for(domain)
+        rule = filters.build(f.name, **f.params)
         return rule.group_size or self.sample.group_size
 
     def domain_params(self, domain: str) -> BaseModel:

@@ -32,7 +32,7 @@ def body(args, params) -> dict:
         for seed in params.seeds:
             sdir = root / domain / f"seed{seed}"
             for m, v in read_json(sdir / "filter.json").items():
-                rows.append(_row("filter", domain, seed=seed, metric=m, value=v, rule=params.filter.name))
+                rows.append(_row("filter", domain, seed=seed, metric=m, value=v, rule=params.filter_for(domain).name))
             acc = read_table(sdir / "acceptance.csv", columns=("u_center", "empirical", "closed_form"))
             for rec in acc.to_dict("records"):
                 for m in ("empirical", "closed_form"):

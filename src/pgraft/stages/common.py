@@ -71,6 +71,14 @@ def _check_args(args: argparse.Namespace, params: Params) -> None:
         raise StageError(f"--k {args.k} is not in params 'truncation_grid' {params.truncation_grid}")
 
 
+def build_rule(params: Params, domain: str):
+    """The GRS rule that filters `domain` (its section's `filter:` or the top-level one)."""
+    from pgraft import filters
+
+    f = params.filter_for(domain)
+    return filters.build(f.name, **f.params)
+
+
 def seeded(*parts: int):
     """A torch.Generator seeded from a tuple of integers (stage, seed, ...), stable across runs."""
     import torch

@@ -14,20 +14,20 @@ def body(args, params) -> dict:
 
     import numpy as np
 
-    from pgraft import domains, filters
+    from pgraft import domains
     from pgraft.io import read_json, read_npz, read_table, write_json
     from pgraft.metrics.distances import DISTANCES
     from pgraft.metrics.diversity import mean_pairwise_distance
     from pgraft.metrics.tilt import tilt_weights
     from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
-    from pgraft.stages.common import check_samples, load_model, seeded, set_threads
+    from pgraft.stages.common import build_rule, check_samples, load_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
     schedule = build_schedule(params.sampler)
-    rule = filters.build(params.filter.name, **params.filter.params)
+    rule = build_rule(params, args.domain)
     ref = read_npz(args.reference, required=("x0", "domain"))
     check_samples(args.reference, ref, params, domain)
     table = read_table(args.rewards, columns=("set", "index", "reward"))

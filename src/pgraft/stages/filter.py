@@ -14,13 +14,13 @@ def body(args, params) -> dict:
     import numpy as np
     import pandas as pd
 
-    from pgraft import domains, filters
+    from pgraft import domains
     from pgraft.io import read_npz, read_table, write_json, write_table
     from pgraft.metrics.tilt import empirical_cdf
-    from pgraft.stages.common import StageError, check_samples, numpy_rng
+    from pgraft.stages.common import StageError, build_rule, check_samples, numpy_rng
 
     domain = domains.build(args.domain, params)
-    rule = filters.build(params.filter.name, **params.filter.params)
+    rule = build_rule(params, args.domain)
     table = read_table(args.rewards, columns=("set", "index", "reward"))
     samples = read_npz(args.samples, required=("x0", "groups", "domain"))
     check_samples(args.samples, samples, params, domain)

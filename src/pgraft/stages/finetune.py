@@ -19,13 +19,13 @@ def body(args, params) -> dict:
     import numpy as np
     import torch
 
-    from pgraft import domains, filters
+    from pgraft import domains
     from pgraft.finetune import TruncatedObjective, train
     from pgraft.finetune.objectives import target_scale
     from pgraft.finetune.resume import Resumable
     from pgraft.io import atomic_dir, read_json, read_npz, read_table, replace_dir, write_json
     from pgraft.samplers.levels import NoiseLevels
-    from pgraft.stages.common import StageError, check_samples, load_model, save_model, seeded, set_threads
+    from pgraft.stages.common import StageError, build_rule, check_samples, load_model, save_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -51,7 +51,7 @@ def body(args, params) -> dict:
     if len(levels.timesteps) != params.sampler.num_steps:
         raise StageError(f"{args.samples}: drawn with {len(levels.timesteps)} sampler steps but params say "
                          f"sampler.num_steps={params.sampler.num_steps}; rerun sample")
-    rule = filters.build(params.filter.name, **params.filter.params)
+    rule = build_rule(params, args.domain)
     data = torch.as_tensor(samples[key][keep], dtype=torch.float32)
     metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(levels, args.k)}
     work = Path(f"{args.out}.partial")  # a fixed work directory, so a killed run can resume from it
@@ -117,12 +117,12 @@ def _resample(model, base, schedule, domain, rule, params, args, gen, key):
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.stages.common import numpy_rng
 
-    n = params.sample.num_groups * params.group_size()
+    n = params.sample.num_groups * params.group_size(args.domain)
     model.eval()
     x0, kept = sample_in_batches(lambda i: model if i < args.k else base, schedule, n, domain.shape, gen,
                                  params.sample.batch_size, keep=[args.k])
     model.train()
-    groups = torch.arange(n).numpy() // params.group_size()
+    groups = torch.arange(n).numpy() // params.group_size(args.domain)
     r = domain.reward(x0.numpy())
     keep = rule.select(r, groups, generator=numpy_rng(6, args.seed, args.k), keys=domain.dedup_keys(x0.numpy()))
     states = x0 if key == "x0" else kept[args.k]

@@ -24,7 +24,7 @@ def body(args, params) -> dict:
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
     schedule = build_schedule(params.sampler)
-    m = params.group_size()
+    m = params.group_size(args.domain)
     n = params.sample.num_groups * m
     grid = params.truncation_grid
     t0 = time.perf_counter()
