@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup repro test test-fast bench plots clean-results help
+.PHONY: setup repro test test-fast bench plots clean-results help slurm-profile slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -36,3 +36,18 @@ bench: setup  ## benchmarks: shared-sampling ratio, sampler throughput ratio, no
 
 plots: setup  ## dvc plots rendered offline into dvc_plots/index.html
 	dvc plots show
+
+# named Snakemake profile `slurm`: snakemake searches ./<name>, then $XDG_CONFIG_HOME/snakemake (default
+# ~/.config/snakemake), then /etc/xdg/snakemake
+SMK_PROFILES ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+slurm-profile:  ## link workflow/profiles/slurm as the named profile: `snakemake --profile slurm`
+	@mkdir -p "$(SMK_PROFILES)"
+	@if [ -e "$(SMK_PROFILES)/slurm" ] && [ ! -L "$(SMK_PROFILES)/slurm" ]; then \
+	  echo "error: $(SMK_PROFILES)/slurm exists and is not a link; move it away first" >&2; exit 1; fi
+	ln -sfn "$(abspath workflow/profiles/slurm)" "$(SMK_PROFILES)/slurm"
+
+slurm-up:  ## (root) single-node SLURM test cluster with fake GPUs (scripts/slurm_up.sh)
+	scripts/slurm_up.sh
+
+slurm-down:  ## stop the daemons slurm-up started
+	scripts/slurm_down.sh
