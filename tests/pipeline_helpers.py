@@ -13,8 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from pgraft.stages import (aggregate, correct, evaluate, evaluate_flow, figures, filter as filter_stage, finetune,
-                           invert, pretrain, reward, sample)
+from pgraft.stages import (aggregate, correct, ddpo, evaluate, evaluate_flow, figures, filter as filter_stage,
+                           finetune, invert, pretrain, reward, sample)
 
 
 def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[object, list[str]]]:
@@ -27,7 +27,7 @@ def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[objec
             common = ["--domain", d, "--seed", str(s)]
             cmds.append((sample, common + ["--model", f"results/{d}/base", "--out", f"{sd}/samples.npz",
                                            "--reference", f"{sd}/reference.npz", "--metrics", f"{md}/sample.json"]))
-            cmds.append((reward, common + ["--samples", f"{sd}/samples.npz", "--reference", f"{sd}/reference.npz",
+            cmds.append((reward, common + ["--model", f"results/{d}/base", "--samples", f"{sd}/samples.npz", "--reference", f"{sd}/reference.npz",
                                            "--out", f"{sd}/rewards.parquet"]))
             cmds.append((filter_stage, common + ["--samples", f"{sd}/samples.npz", "--rewards", f"{sd}/rewards.parquet",
                                                  "--out", f"{sd}/selection.parquet", "--acceptance",
@@ -38,7 +38,15 @@ def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[objec
                                              "--selection", f"{sd}/selection.parquet", "--out", f"{sd}/k{k}/finetuned"]))
                 cmds.append((evaluate, ck + ["--model", f"results/{d}/base", "--finetuned", f"{sd}/k{k}/finetuned",
                                              "--reference", f"{sd}/reference.npz", "--rewards", f"{sd}/rewards.parquet",
-                                             "--out", f"{md}/k{k}/evaluate.json"]))
+                                             "--out", f"{md}/k{k}/evaluate.json", "--gallery", f"{md}/k{k}/gallery.npz"]))
+            if d in params.get("ddpo", {}).get("domains", []):
+                n_steps = str(params.get("sampler", {}).get("num_steps", 20))
+                cmds.append((ddpo, common + ["--model", f"results/{d}/base", "--out", f"{sd}/ddpo/finetuned",
+                                             "--metrics", f"{md}/ddpo/train.json"]))
+                cmds.append((evaluate, common + ["--k", n_steps, "--model", f"results/{d}/base", "--finetuned",
+                                                 f"{sd}/ddpo/finetuned", "--reference", f"{sd}/reference.npz",
+                                                 "--rewards", f"{sd}/rewards.parquet", "--out", f"{md}/ddpo/evaluate.json",
+                                                 "--gallery", f"{md}/ddpo/gallery.npz"]))
     for d in params.get("inc", {}).get("domains", []):
         cmds.append((pretrain, ["--domain", d, "--out", f"results/{d}/base", "--metrics",
                                 f"results/metrics/{d}/pretrain.json", "--features", f"results/{d}/features"]))
@@ -55,8 +63,9 @@ def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[objec
                                          "--features", f"results/{d}/features", "--correctors-dir",
                                          f"results/{d}/seed{s}/inc", "--out", f"results/metrics/{d}/seed{s}/inc.json"]))
     cmds.append((aggregate, ["--metrics-dir", "results/metrics", "--out", "results/summary.csv",
-                             "--plots-dir", "results/plots"]))
-    cmds.append((figures, ["--summary", "results/summary.csv", "--out", "results/figures"]))
+                             "--plots-dir", "results/plots", "--galleries", "results/galleries.npz"]))
+    cmds.append((figures, ["--summary", "results/summary.csv", "--galleries", "results/galleries.npz",
+                           "--out", "results/figures"]))
     return [(mod, ["--params", pfile, *args]) for mod, args in cmds]
 
 

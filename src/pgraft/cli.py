@@ -15,6 +15,7 @@ STAGE_HELP = {
     "reward": "terminal rewards of the samples and of the reference pool",
     "filter": "GRS selection within groups (+ acceptance-law check)",
     "finetune": "GRAFT / P-GRAFT fine-tuning at truncation point k, one checkpoint per budget",
+    "ddpo": "the DDPO baseline: online sampling + PPO on the reward (prompt-conditioned domains)",
     "evaluate": "reward, distance to the exact tilted target, distance to base, diversity",
     "invert": "INC: real data back to noise through the base flow's Euler sampler (fixed-point backward Euler)",
     "correct": "INC: train the corrector flow from N(0, I) to the inverted noises",

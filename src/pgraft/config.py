@@ -133,6 +133,38 @@ class DigitsFlowParams(_Strict):
     features: FeatureNetParams = FeatureNetParams()
 
 
+class Qm9DataParams(_Strict):
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class Qm9ModelParams(_Strict):
+    name: Literal["transformer", "mlp"] = "mlp"
+    hidden: int = Field(512, ge=4)
+    layers: int = Field(4, ge=1, le=16)
+    pair_hidden: int = Field(32, ge=4)
+    heads: int = Field(4, ge=1)
+
+
+class Qm9RewardWeights(_Strict):
+    validity: float = Field(0.0, ge=0.0)
+    qed: float = Field(1.0, ge=0.0)
+    sa: float = Field(0.0, ge=0.0)
+
+
+class Qm9RewardParams(_Strict):
+    name: Literal["validity", "qed", "sa", "weighted"] = "qed"
+    weights: Qm9RewardWeights = Qm9RewardWeights()
+
+
+class Qm9Params(_Strict):
+    data: Qm9DataParams = Qm9DataParams()
+    model: Qm9ModelParams = Qm9ModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
+    reward: Qm9RewardParams = Qm9RewardParams()
+    filter: FilterParams | None = None
+
+
 class CorrectorParams(_Strict):
     hidden: int = Field(256, ge=4)
     layers: int = Field(3, ge=1, le=16)
@@ -164,6 +196,32 @@ class IncParams(_Strict):
         return self
 
 
+class DdpoParams(_Strict):
+    """DDPO (Black et al. 2023): policy-gradient fine-tuning with online sampling, the baseline of the comparison."""
+
+    domains: list[str] = Field(default_factory=list)
+    checkpoints: list[int] = Field(default_factory=lambda: [1024, 2048, 4096])
+    prompts_per_batch: int = Field(16, ge=1)
+    samples_per_prompt: int = Field(16, ge=2)
+    inner_epochs: int = Field(1, ge=1)
+    minibatch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(3e-4, gt=0.0, le=1.0)
+    clip_range: float = Field(1e-4, gt=0.0, le=1.0)
+    adv_clip_max: float = Field(5.0, gt=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _checkpoints(self) -> "DdpoParams":
+        batch = self.prompts_per_batch * self.samples_per_prompt
+        c = self.checkpoints
+        if not c or c != sorted(set(c)) or any(v < batch or v % batch for v in c):
+            raise ValueError(f"checkpoints {c}: increasing reward-evaluation counts, each a multiple of one "
+                             f"batch (prompts_per_batch x samples_per_prompt = {batch})")
+        if self.minibatch_size > batch:
+            raise ValueError(f"minibatch_size {self.minibatch_size} exceeds the batch of {batch} trajectories")
+        return self
+
+
 class Params(_Strict):
     domains: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -175,8 +233,11 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
     inc: IncParams = IncParams()
+    ddpo: DdpoParams = DdpoParams()
     gaussian: GaussianParams | None = None
     digits_flow: DigitsFlowParams | None = None
+    qm9: Qm9Params | None = None
+    qm9_dedup: Qm9Params | None = None
 
     @field_validator("domains")
     @classmethod
@@ -214,10 +275,19 @@ class Params(_Strict):
         bad = [d for d in self.inc.domains if d not in flows]
         if bad:
             raise ValueError(f"inc.domains {self.inc.domains}: {bad} are not flow domains; valid: {flows}")
+        bad = [d for d in self.ddpo.domains if d not in self.domains or not REGISTRY.get(d).conditional]
+        if bad:
+            raise ValueError(f"ddpo.domains {self.ddpo.domains}: {bad} must be prompt-conditioned domains listed "
+                             f"in domains {self.domains}")
         for d in [*self.domains, *self.inc.domains]:
             if getattr(self, d) is None:
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
         return self
+
+    def finetune_for(self, domain: str) -> FinetuneParams:
+        """The fine-tuning settings of `domain`: its section's own `finetune:` when it sets one, else the top-level."""
+        own = getattr(getattr(self, domain, None), "finetune", None)
+        return own if own is not None else self.finetune
 
     def filter_for(self, domain: str) -> FilterParams:
         """The GRS rule of `domain`: its section's own `filter:` when it sets one, else the top-level one."""

@@ -32,6 +32,7 @@ rule sample:
 
 rule reward:
     input:
+        model="results/{domain}/base",
         samples="results/{domain}/seed{seed}/samples.npz",
         reference="results/{domain}/seed{seed}/reference.npz",
     output:
@@ -40,7 +41,7 @@ rule reward:
         "logs/reward/{domain}-{seed}.log",
     shell:
         "python -m pgraft.stages.reward --domain {wildcards.domain} --seed {wildcards.seed}"
-        " --samples {input.samples} --reference {input.reference} --out {output.rewards} > {log} 2>&1"
+        " --model {input.model} --samples {input.samples} --reference {input.reference} --out {output.rewards} > {log} 2>&1"
 
 
 rule filter:
@@ -82,12 +83,51 @@ rule evaluate:
         rewards="results/{domain}/seed{seed}/rewards.parquet",
     output:
         metrics="results/metrics/{domain}/seed{seed}/k{k}/evaluate.json",
+        gallery="results/metrics/{domain}/seed{seed}/k{k}/gallery.npz",
     log:
         "logs/evaluate/{domain}-{seed}-{k}.log",
     shell:
         "python -m pgraft.stages.evaluate --domain {wildcards.domain} --seed {wildcards.seed} --k {wildcards.k}"
         " --model {input.model} --finetuned {input.finetuned} --reference {input.reference}"
-        " --rewards {input.rewards} --out {output.metrics} > {log} 2>&1"
+        " --rewards {input.rewards} --out {output.metrics} --gallery {output.gallery} > {log} 2>&1"
+
+
+# The policy-gradient baseline (params 'ddpo'): online sampling and PPO, then the same evaluate command
+# with the fine-tuned model used for all N steps.
+
+
+rule ddpo:
+    input:
+        model="results/{domain}/base",
+    output:
+        finetuned=directory("results/{domain}/seed{seed}/ddpo/finetuned"),
+        metrics="results/metrics/{domain}/seed{seed}/ddpo/train.json",
+    wildcard_constraints:
+        domain="|".join(DDPO_DOMAINS) or "^$",
+    log:
+        "logs/ddpo/{domain}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.ddpo --domain {wildcards.domain} --seed {wildcards.seed}"
+        " --model {input.model} --out {output.finetuned} --metrics {output.metrics} > {log} 2>&1"
+
+
+rule evaluate_ddpo:
+    input:
+        model="results/{domain}/base",
+        finetuned="results/{domain}/seed{seed}/ddpo/finetuned",
+        reference="results/{domain}/seed{seed}/reference.npz",
+        rewards="results/{domain}/seed{seed}/rewards.parquet",
+    output:
+        metrics="results/metrics/{domain}/seed{seed}/ddpo/evaluate.json",
+        gallery="results/metrics/{domain}/seed{seed}/ddpo/gallery.npz",
+    params:
+        k=PARAMS.sampler.num_steps,
+    log:
+        "logs/evaluate_ddpo/{domain}-{seed}.log",
+    shell:
+        "python -m pgraft.stages.evaluate --domain {wildcards.domain} --seed {wildcards.seed} --k {params.k}"
+        " --model {input.model} --finetuned {input.finetuned} --reference {input.reference}"
+        " --rewards {input.rewards} --out {output.metrics} --gallery {output.gallery} > {log} 2>&1"
 
 
 # Inverse noise correction (flow domains, params 'inc'): pretrain_flow -> invert -> correct -> evaluate_flow.

@@ -26,7 +26,7 @@ class Domain:
         self.params = params
 
     def sample_data(self, n: int, generator: "torch.Generator") -> "torch.Tensor":
-        """n training examples of the base model's data distribution."""
+        """n training examples of the base model's data distribution (conditional domains: (x, prompts))."""
         raise NotImplementedError
 
     def build_model(self) -> "nn.Module":
@@ -37,7 +37,23 @@ class Domain:
         raise NotImplementedError
 
     def reward(self, x: np.ndarray) -> np.ndarray:
-        """Terminal reward r(x_0) of each sample; higher is better; finite floats."""
+        """Terminal reward r(x_0) of each sample; higher is better; finite floats.
+
+        Conditional domains take `reward(x, prompts)`: r(x_0, c) with one prompt string per sample.
+        """
+        raise NotImplementedError
+
+    # --- prompt-conditioned domains (text-to-image): samples carry a prompt, the network sees its tokens ---
+
+    #: True: the network is called as model(x_t, t, tokens) and samples, rewards and metrics take prompts
+    conditional: ClassVar[bool] = False
+
+    def prompts(self, split: str) -> list[str]:
+        """The prompt set of `split`: "train" (sampled and fine-tuned on) or "heldout" (evaluation only)."""
+        raise NotImplementedError
+
+    def tokens(self, prompts: list[str]) -> np.ndarray:
+        """Token ids (n, length) int64 of the prompts: the network's conditioning input."""
         raise NotImplementedError
 
     def dedup_keys(self, x: np.ndarray) -> list | None:
@@ -45,21 +61,24 @@ class Domain:
         return None
 
     def extra_metrics(self, x: np.ndarray) -> dict[str, float]:
-        """Domain-specific metrics of a generated sample set (finite floats; may use the auxiliary networks)."""
+        """Domain-specific metrics of a generated sample set (finite floats; may use the auxiliary networks).
+
+        Conditional domains take `extra_metrics(x, prompts)`."""
         return {}
 
     # --- auxiliary networks: judges, feature networks for FID-like metrics, trained by the pretrain stage ---
 
     def train_auxiliary(self, out_dir: "Path", generator: "torch.Generator") -> dict[str, float]:
-        """Train the domain's auxiliary networks (if any) and save them under `out_dir` (safetensors + JSON).
+        """Train the domain's auxiliary networks (if any) and save them in `out_dir` (created here; safetensors + JSON).
 
-        Called by the pretrain stage after the base model; `out_dir` lies inside the base model's directory,
-        so the auxiliaries appear atomically with it. Returns metrics (e.g. a judge's held-out accuracy).
+        The pretrain stage calls this with out_dir = <base model dir>/auxiliary, so the auxiliaries appear
+        atomically with the base model. Returns metrics (e.g. a judge's held-out accuracy).
         """
         return {}
 
-    def load_auxiliary(self, model_dir: "Path") -> None:
-        """Load what `train_auxiliary` saved (the stages call this before `reward` / `extra_metrics`)."""
+    def load_auxiliary(self, aux_dir: "Path") -> None:
+        """Load what `train_auxiliary` saved in aux_dir = <base model dir>/auxiliary (the stages call this
+        before `reward` and `extra_metrics`)."""
 
     # --- sample galleries (results/figures/<domain>_samples.png) ---
 
@@ -67,5 +86,7 @@ class Domain:
     gallery_size: ClassVar[int] = 0
 
     def draw(self, ax: Any, x: np.ndarray) -> None:
-        """Draw a set of generated samples (shape (n, *shape)) into one matplotlib Axes."""
+        """Draw a set of generated samples (shape (n, *shape)) into one matplotlib Axes.
+
+        Conditional domains take `draw(ax, x, prompts)`."""
         raise NotImplementedError

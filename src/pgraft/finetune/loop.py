@@ -9,8 +9,8 @@ from torch import nn
 
 
 class Objective(Protocol):
-    def batch(self, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x_t, t, target ε) for one minibatch."""
+    def batch(self, size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """(x_t, t, target ε) for one minibatch, plus the rows' conditions for conditional domains."""
 
 
 def train(
@@ -38,8 +38,8 @@ def train(
 
         steps_iter = tqdm(steps_iter, desc=progress, unit="step", leave=False, mininterval=1.0)
     for step in steps_iter:
-        x_t, t, target = objective.batch(batch_size, generator)
-        loss = torch.mean((model(x_t, t) - target) ** 2)
+        x_t, t, target, *cond = objective.batch(batch_size, generator)
+        loss = torch.mean((model(x_t, t, *cond) - target) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -12,8 +12,9 @@ from pgraft.samplers.levels import NoiseLevels
 class DenoisingObjective:
     """Standard DDPM ε-loss on data x_0 over every training timestep t in [0, T)."""
 
-    def __init__(self, data: torch.Tensor, alphas_cumprod: torch.Tensor):
+    def __init__(self, data: torch.Tensor, alphas_cumprod: torch.Tensor, cond: torch.Tensor | None = None):
         self.data = data
+        self.cond = cond
         self.alphas_cumprod = alphas_cumprod.float()
 
     def batch(self, size: int, generator: torch.Generator):
@@ -22,7 +23,7 @@ class DenoisingObjective:
         x0 = self.data[idx]
         eps = torch.randn(x0.shape, generator=generator)
         ab = self.alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t, eps
+        return (ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t, eps, *_rows(self.cond, idx))
 
 
 class TruncatedObjective:
@@ -38,12 +39,13 @@ class TruncatedObjective:
     """
 
     def __init__(self, data: torch.Tensor, schedule: NoiseLevels, k: int, target: str = "intermediate",
-                 timesteps: str = "sampler"):
+                 timesteps: str = "sampler", cond: torch.Tensor | None = None):
         if k < 1:
             raise ValueError("truncation point k=0 has nothing to fine-tune (the base model is used throughout)")
         if target not in ("intermediate", "x0"):
             raise ValueError(f"target {target!r}: expected 'intermediate' or 'x0'")
         self.data = data
+        self.cond = cond
         self.target = target
         self.alphas_cumprod = schedule.alphas_cumprod.float()
         t_i, ab_i = schedule.level_after(k)
@@ -64,7 +66,12 @@ class TruncatedObjective:
         a2 = ab_t / self.ab_i
         x_t = a2.sqrt() * x_i + (1 - a2).sqrt() * xi
         target = (1 - ab_t).sqrt() * xi / (1 - a2).sqrt()
-        return x_t, t, target
+        return (x_t, t, target, *_rows(self.cond, idx))
+
+
+def _rows(cond: torch.Tensor | None, idx: torch.Tensor) -> tuple:
+    """The minibatch's conditions (an empty tuple for unconditional domains)."""
+    return () if cond is None else (cond[idx],)
 
 
 def target_scale(schedule: NoiseLevels, k: int) -> float:

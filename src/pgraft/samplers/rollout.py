@@ -19,18 +19,21 @@ def rollout(
     x_T: torch.Tensor,
     generator: torch.Generator,
     keep: Iterable[int] = (),
+    cond: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Run all N steps from x_T; return x_0 and {k: state after the first k steps} for k in `keep`.
 
-    `model_for_step(i)` picks the ε-network used in step i (0-based, from the noise end).
+    `model_for_step(i)` picks the ε-network used in step i (0-based, from the noise end); `cond`
+    (one row per sample, e.g. prompt tokens) is passed to it as a third argument when given.
     """
+    extra = () if cond is None else (cond,)
     keep = set(keep)
     kept: dict[int, torch.Tensor] = {}
     x = x_T
     for i, t in enumerate(schedule.timesteps):
         if i in keep:
             kept[i] = x.clone()
-        eps = model_for_step(i)(x, t.expand(x.shape[0]))
+        eps = model_for_step(i)(x, t.expand(x.shape[0]), *extra)
         x = schedule.step(eps, int(t), x, generator)
     n = len(schedule.timesteps)
     if n in keep:
@@ -60,8 +63,11 @@ def sample_in_batches(
     batch_size: int,
     keep: Iterable[int] = (),
     progress: bool = False,
+    cond: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Draw n samples in batches; noise and step noise come from one generator, in order."""
+    """Draw n samples in batches; noise and step noise come from one generator, in order.
+
+    `cond` (n rows, or None) conditions sample j on cond[j] (prompt-conditioned domains)."""
     keep = sorted(set(keep))
     finals, kept = [], {k: [] for k in keep}
     starts = range(0, n, batch_size)
@@ -72,7 +78,8 @@ def sample_in_batches(
     for start in starts:
         b = min(batch_size, n - start)
         x_T = torch.randn((b, *shape), generator=generator)
-        x0, states = rollout(model_for_step, schedule, x_T, generator, keep)
+        c = None if cond is None else cond[start:start + b]
+        x0, states = rollout(model_for_step, schedule, x_T, generator, keep, cond=c)
         finals.append(x0)
         for k in keep:
             kept[k].append(states[k])

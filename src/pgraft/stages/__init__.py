@@ -1,4 +1,4 @@
 """Pipeline stages, one module each, run as `python -m pgraft.stages.<name>` or `pgraft <name>`."""
 
-STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "evaluate", "invert", "correct", "evaluate_flow",
+STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "ddpo", "evaluate", "invert", "correct", "evaluate_flow",
           "aggregate", "figures")

@@ -40,7 +40,7 @@ def body(args, params) -> dict:
                                      x=rec["u_center"], value=rec[m]))
             for k in params.truncation_grid:
                 ev = read_json(sdir / f"k{k}" / "evaluate.json")
-                for b in params.finetune.budgets:
+                for b in params.finetune_for(domain).budgets:
                     if f"b{b}" not in ev:
                         raise StageError(f"{sdir}/k{k}/evaluate.json has no budget {b}; rerun evaluate")
                     for m, v in ev[f"b{b}"].items():
@@ -111,8 +111,8 @@ def _plot_csvs(table, out_dir, params) -> None:
     from pgraft.io import write_table
 
     ev = table[table["kind"] == "evaluate"]
-    b = max(params.finetune.budgets)
     for domain in params.domains:
+        b = max(params.finetune_for(domain).budgets)
         d = ev[(ev["domain"] == domain) & (ev["budget"] == b)]
         wide = d.pivot_table(index="k", columns="metric", values="value", aggfunc="mean").reset_index()
         for metric in ("reward_mean", "dist_target", "diversity"):

@@ -71,6 +71,33 @@ def _check_args(args: argparse.Namespace, params: Params) -> None:
         raise StageError(f"--k {args.k} is not in params 'truncation_grid' {params.truncation_grid}")
 
 
+def conditions(domain, split: str, n: int, group_size: int = 1):
+    """Prompts of n samples (rows j of group j // group_size share prompt number group mod P) and their
+    token tensor; (None, None) for unconditional domains."""
+    if not domain.conditional:
+        return None, None
+    import torch
+
+    pool = domain.prompts(split)
+    prompts = np.asarray([pool[(j // group_size) % len(pool)] for j in range(n)])
+    return prompts, torch.as_tensor(domain.tokens(list(prompts)))
+
+
+def score(domain, x: np.ndarray, prompts) -> np.ndarray:
+    """The domain's reward of samples x (with their prompts for conditional domains), as float64."""
+    r = domain.reward(x) if prompts is None else domain.reward(x, [str(p) for p in prompts])
+    return np.asarray(r, dtype=np.float64)
+
+
+def domain_metrics(domain, x: np.ndarray, prompts) -> dict:
+    return domain.extra_metrics(x) if prompts is None else domain.extra_metrics(x, [str(p) for p in prompts])
+
+
+def auxiliary_dir(model_dir) -> Path:
+    """Where a domain's auxiliary networks (judges, feature networks) live inside the base model directory."""
+    return Path(model_dir) / "auxiliary"
+
+
 def build_rule(params: Params, domain: str):
     """The GRS rule that filters `domain` (its section's `filter:` or the top-level one)."""
     from pgraft import filters
@@ -140,3 +167,5 @@ def check_samples(path: Path, data: dict, params: Params, domain) -> None:
         raise ArtifactError(f"{path}: x0 has shape {x0.shape}, expected (n, {', '.join(map(str, domain.shape))})")
     if not np.issubdtype(x0.dtype, np.floating):
         raise ArtifactError(f"{path}: x0 has dtype {x0.dtype}, expected a float dtype")
+    if domain.conditional and (data.get("prompt") is None or len(data["prompt"]) != len(x0)):
+        raise ArtifactError(f"{path}: a {domain.name} sample file needs one 'prompt' per sample; rerun sample")

@@ -39,7 +39,8 @@ def body(args, params) -> dict:
         raise StageError(f"{args.rewards}: no training rewards (set == 'train'); the sample stage drew nothing")
     if len(ref) == 0:
         raise StageError(f"{args.rewards}: no reference rewards (set == 'reference')")
-    keep = rule.select(r, groups, generator=numpy_rng(4, args.seed), keys=domain.dedup_keys(samples["x0"]))
+    keys = domain.dedup_keys(samples["x0"])
+    keep = rule.select(r, groups, generator=numpy_rng(4, args.seed), keys=keys)
     if not keep.any():
         raise StageError(f"filter {rule.name} {rule.params} accepted no sample; loosen its parameters")
     u = empirical_cdf(ref, r)
@@ -56,6 +57,9 @@ def body(args, params) -> dict:
     metrics = {"accepted": int(keep.sum()), "acceptance_rate": float(keep.mean()),
                "expected_acceptance": float(expected if expected is not None else g.mean()),
                "accepted_reward_mean": float(r[keep].mean()) if keep.any() else float("nan")}
+    if keys is not None:  # domains with a notion of duplicates (e.g. canonical SMILES): distinct samples
+        metrics["distinct_in_pool"] = len(set(keys))
+        metrics["distinct_kept"] = len({keys[i] for i in np.flatnonzero(keep)})
     write_json(args.metrics, metrics)
     return {**metrics, "_artifacts": [args.acceptance]}
 

@@ -30,7 +30,7 @@ def body(args, params) -> dict:
     set_threads()
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
-    ft = params.finetune
+    ft = params.finetune_for(args.domain)
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, params, domain)
     sel = read_table(args.selection, columns=("index", "keep"))
@@ -53,6 +53,7 @@ def body(args, params) -> dict:
                          f"sampler.num_steps={params.sampler.num_steps}; rerun sample")
     rule = build_rule(params, args.domain)
     data = torch.as_tensor(samples[key][keep], dtype=torch.float32)
+    cond = torch.as_tensor(domain.tokens([str(q) for q in samples["prompt"][keep]])) if domain.conditional else None
     metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(levels, args.k)}
     work = Path(f"{args.out}.partial")  # a fixed work directory, so a killed run can resume from it
     fingerprint = _fingerprint(params, args)
@@ -69,7 +70,7 @@ def body(args, params) -> dict:
             if step in ft.budgets:
                 save_model(work, m, args.domain, name=f"b{step}", meta=meta)
 
-        losses = train(model, TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps),
+        losses = train(model, TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps, cond=cond),
                        ft.budgets[-1], ft.learning_rate, ft.batch_size, seeded(5, args.seed, args.k),
                        on_step=checkpoint, progress=f"finetune k={args.k}", resume=resume)
         if resume.resumed_from:
@@ -84,11 +85,11 @@ def body(args, params) -> dict:
         schedule = build_schedule(params.sampler)
         for b in ft.budgets:
             model = copy.deepcopy(base).requires_grad_(True)
-            gen, round_data = seeded(5, args.seed, args.k, b), data
+            gen, round_data, round_cond = seeded(5, args.seed, args.k, b), data, cond
             for rnd in range(ft.rounds):
                 if rnd > 0:  # GRAFT round: sample from the current stitched model, reward, filter
-                    round_data = _resample(model, base, schedule, domain, rule, params, args, gen, key)
-                obj = TruncatedObjective(round_data, levels, args.k, ft.target, ft.timesteps)
+                    round_data, round_cond = _resample(model, base, schedule, domain, rule, params, args, gen, key)
+                obj = TruncatedObjective(round_data, levels, args.k, ft.target, ft.timesteps, cond=round_cond)
                 losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
             metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
             save_model(work, model, args.domain, name=f"b{b}", meta=meta)
@@ -104,7 +105,7 @@ def _fingerprint(params, args) -> str:
 
     from pgraft.io import file_digest
 
-    parts = {"finetune": params.finetune.model_dump(mode="json"), "k": args.k, "seed": args.seed,
+    parts = {"finetune": params.finetune_for(args.domain).model_dump(mode="json"), "k": args.k, "seed": args.seed,
              "domain": args.domain, "model": file_digest(Path(args.model) / "model.safetensors"),
              "samples": file_digest(args.samples), "selection": file_digest(args.selection)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -115,18 +116,21 @@ def _resample(model, base, schedule, domain, rule, params, args, gen, key):
     import torch
 
     from pgraft.samplers.rollout import sample_in_batches
-    from pgraft.stages.common import numpy_rng
+    from pgraft.stages.common import conditions, numpy_rng, score
 
-    n = params.sample.num_groups * params.group_size(args.domain)
+    m = params.group_size(args.domain)
+    n = params.sample.num_groups * m
+    prompts, cond = conditions(domain, "train", n, group_size=m)
     model.eval()
     x0, kept = sample_in_batches(lambda i: model if i < args.k else base, schedule, n, domain.shape, gen,
-                                 params.sample.batch_size, keep=[args.k])
+                                 params.sample.batch_size, keep=[args.k], cond=cond)
     model.train()
-    groups = torch.arange(n).numpy() // params.group_size(args.domain)
-    r = domain.reward(x0.numpy())
+    groups = torch.arange(n).numpy() // m
+    r = score(domain, x0.numpy(), prompts)
     keep = rule.select(r, groups, generator=numpy_rng(6, args.seed, args.k), keys=domain.dedup_keys(x0.numpy()))
     states = x0 if key == "x0" else kept[args.k]
-    return states[torch.as_tensor(keep)].float()
+    idx = torch.as_tensor(keep)
+    return states[idx].float(), (None if cond is None else cond[idx])
 
 
 def main(argv: list[str] | None = None) -> int:

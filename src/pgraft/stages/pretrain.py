@@ -16,7 +16,7 @@ def body(args, params) -> dict:
     from pgraft.finetune import DenoisingObjective, train
     from pgraft.io import atomic_dir, write_json
     from pgraft.samplers.schedule import build_schedule
-    from pgraft.stages.common import save_model, seeded, set_threads
+    from pgraft.stages.common import auxiliary_dir, save_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -29,8 +29,12 @@ def body(args, params) -> dict:
         objective = FlowMatchingObjective(torch.as_tensor(domain.split()[0]))
         steps = 0 if section.model.checkpoint else cfg.steps  # a given checkpoint is the base as it is
     else:
-        objective = DenoisingObjective(domain.sample_data(max(cfg.batch_size * 64, 50_000), gen),
-                                       build_schedule(params.sampler).alphas_cumprod)
+        data = domain.sample_data(max(cfg.batch_size * 64, 50_000), gen)
+        cond = None
+        if domain.conditional:  # (images, prompts): the network learns p(x | prompt)
+            data, prompts = data
+            cond = torch.as_tensor(domain.tokens(prompts))
+        objective = DenoisingObjective(data, build_schedule(params.sampler).alphas_cumprod, cond=cond)
         steps = cfg.steps
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))  # network init is seeded too
     model = domain.build_model()
@@ -52,6 +56,8 @@ def body(args, params) -> dict:
             save_extractor(net, tmp)
     with atomic_dir(args.out) as tmp:
         save_model(Path(tmp), model, args.domain, meta={"sampler": params.sampler.model_dump()})
+        aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded(9, cfg.seed))
+        metrics.update({f"auxiliary_{k}": v for k, v in aux.items()})
     write_json(args.metrics, metrics)
     return {**metrics, "_artifacts": [args.metrics]}
 

@@ -13,14 +13,15 @@ def body(args, params) -> dict:
 
     from pgraft import domains
     from pgraft.io import read_npz, write_table
-    from pgraft.stages.common import StageError, check_samples
+    from pgraft.stages.common import StageError, auxiliary_dir, check_samples, score
 
     domain = domains.build(args.domain, params)
+    domain.load_auxiliary(auxiliary_dir(args.model))
     frames = []
     for name, path in (("train", args.samples), ("reference", args.reference)):
         data = read_npz(path, required=("x0", "domain"))
         check_samples(path, data, params, domain)
-        r = np.asarray(domain.reward(data["x0"]), dtype=np.float64)
+        r = score(domain, data["x0"], data.get("prompt"))
         bad = ~np.isfinite(r)
         if bad.any():
             raise StageError(f"{path}: the {args.domain} reward is not finite for {int(bad.sum())} of {len(r)} "
@@ -34,6 +35,7 @@ def body(args, params) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("reward", DOC, seed=True)
+    p.add_argument("--model", required=True, help="base model directory (holds the domain's auxiliary networks)")
     p.add_argument("--samples", required=True, help="samples .npz from the sample stage")
     p.add_argument("--reference", required=True, help="reference pool .npz from the sample stage")
     p.add_argument("--out", required=True, help="output rewards .parquet (set, index, reward)")

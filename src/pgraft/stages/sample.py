@@ -18,7 +18,7 @@ def body(args, params) -> dict:
     from pgraft.io import write_json, write_npz
     from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
-    from pgraft.stages.common import load_model, seeded, set_threads
+    from pgraft.stages.common import conditions, load_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -27,18 +27,22 @@ def body(args, params) -> dict:
     m = params.group_size(args.domain)
     n = params.sample.num_groups * m
     grid = params.truncation_grid
+    prompts, cond = conditions(domain, "train", n, group_size=m)  # a group shares one prompt
+    ref_prompts, ref_cond = conditions(domain, "train", params.sample.reference_size)
     t0 = time.perf_counter()
     x0, kept = sample_in_batches(lambda i: base, schedule, n, domain.shape, seeded(2, args.seed),
-                                 params.sample.batch_size, keep=grid, progress=True)
+                                 params.sample.batch_size, keep=grid, progress=True, cond=cond)
     elapsed = time.perf_counter() - t0
     ref, _ = sample_in_batches(lambda i: base, schedule, params.sample.reference_size, domain.shape,
-                               seeded(3, args.seed), params.sample.batch_size)
+                               seeded(3, args.seed), params.sample.batch_size, cond=ref_cond)
     groups = np.arange(n) // m
+    extra = {} if prompts is None else {"prompt": prompts}
+    ref_extra = {} if ref_prompts is None else {"prompt": ref_prompts}
     states = {f"state_k{k}": kept[k].numpy() for k in grid}
     # the noise levels travel with the states they describe (finetune reads them, without diffusers)
     write_npz(args.out, x0=x0.numpy(), groups=groups, grid=np.asarray(grid), domain=np.asarray(args.domain),
-              **schedule.levels.to_arrays(), **states)
-    write_npz(args.reference, x0=ref.numpy(), domain=np.asarray(args.domain))
+              **schedule.levels.to_arrays(), **states, **extra)
+    write_npz(args.reference, x0=ref.numpy(), domain=np.asarray(args.domain), **ref_extra)
     metrics = {"num_samples": n, "group_size": m, "samples_per_s": n / elapsed,
                "reference_size": params.sample.reference_size}
     write_json(args.metrics, {k: v for k, v in metrics.items() if k != "samples_per_s"})

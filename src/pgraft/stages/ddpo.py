@@ -1,0 +1,71 @@
+"""Stage ddpo: the policy-gradient baseline (DDPO with PPO clipping), fine-tuning a copy of the base online."""
+
+from __future__ import annotations
+
+from pgraft.stages.common import parser, run_stage
+
+DOC = ("Fine-tune a copy of the base with DDPO: each iteration samples ddpo.prompts_per_batch training prompts x "
+       "ddpo.samples_per_prompt trajectories with the current model (stochastic DDIM, sampler.eta > 0), scores "
+       "them with the domain's reward, normalises rewards per prompt and takes PPO steps. Saves a checkpoint "
+       "b<E> after E reward evaluations for each E in ddpo.checkpoints (evaluated like a GRAFT model, k = N).")
+
+
+def body(args, params) -> dict:
+    import copy
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from pgraft import domains
+    from pgraft.finetune.ddpo import train_ddpo
+    from pgraft.io import atomic_dir, write_json
+    from pgraft.samplers.schedule import build_schedule
+    from pgraft.stages.common import (StageError, auxiliary_dir, load_model, numpy_rng, save_model, score, seeded,
+                                      set_threads)
+
+    set_threads()
+    cfg = params.ddpo
+    if args.domain not in cfg.domains:
+        raise StageError(f"--domain {args.domain!r} is not in params 'ddpo.domains' {cfg.domains}")
+    if params.sampler.name != "ddim" or params.sampler.eta <= 0:
+        raise StageError(f"DDPO needs a stochastic DDIM sampler: params sampler.name={params.sampler.name!r}, "
+                         f"sampler.eta={params.sampler.eta} (expected ddim with eta > 0)")
+    domain = domains.build(args.domain, params)
+    base = load_model(args.model, domain)
+    domain.load_auxiliary(auxiliary_dir(args.model))
+    schedule = build_schedule(params.sampler)
+    pool = domain.prompts("train")
+    rng = numpy_rng(11, args.seed)
+
+    def prompt_batch(i):
+        chosen = rng.choice(len(pool), size=min(cfg.prompts_per_batch, len(pool)), replace=False)
+        chosen = np.resize(chosen, cfg.prompts_per_batch)
+        groups = np.repeat(np.arange(cfg.prompts_per_batch), cfg.samples_per_prompt)
+        prompts = [pool[chosen[g]] for g in groups]
+        return prompts, torch.as_tensor(domain.tokens(prompts)), groups
+
+    model = copy.deepcopy(base).requires_grad_(True)
+    meta = {"k": params.sampler.num_steps, "method": "ddpo", "budgets": cfg.checkpoints,
+            "reward_evaluations": {str(c): c for c in cfg.checkpoints}}
+    with atomic_dir(args.out) as tmp:
+        log = train_ddpo(model, schedule, domain.shape, lambda x, p: score(domain, x, p), prompt_batch, cfg,
+                         params.sampler.eta, seeded(12, args.seed),
+                         lambda e, m: save_model(Path(tmp), m, args.domain, name=f"b{e}", meta=meta),
+                         progress=f"ddpo {args.domain}")
+    metrics = {"iterations": len(log), "reward_first": log[0]["reward_mean"], "reward_last": log[-1]["reward_mean"],
+               "clip_fraction_mean": float(np.mean([r["clip_fraction"] for r in log]))}
+    write_json(args.metrics, {**metrics, "log": log})
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("ddpo", DOC, seed=True)
+    p.add_argument("--model", required=True, help="base model directory (from pretrain)")
+    p.add_argument("--out", required=True, help="output directory: b<evaluations>.safetensors + config.json")
+    p.add_argument("--metrics", required=True, help="output training log JSON")
+    return run_stage("ddpo", p, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
