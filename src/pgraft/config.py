@@ -140,7 +140,7 @@ class Qm9DataParams(_Strict):
 
 class Qm9ModelParams(_Strict):
     name: Literal["transformer", "mlp"] = "mlp"
-    hidden: int = Field(512, ge=4)
+    hidden: int = Field(384, ge=4)
     layers: int = Field(4, ge=1, le=16)
     pair_hidden: int = Field(32, ge=4)
     heads: int = Field(4, ge=1)
@@ -160,7 +160,7 @@ class Qm9RewardParams(_Strict):
 class Qm9Params(_Strict):
     data: Qm9DataParams = Qm9DataParams()
     model: Qm9ModelParams = Qm9ModelParams()
-    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=2e-3)
     reward: Qm9RewardParams = Qm9RewardParams()
     filter: FilterParams | None = None
 
