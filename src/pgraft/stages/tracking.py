@@ -5,10 +5,16 @@ Files are the source of truth. A stage only writes its record (no MLflow import,
 tracking.sync_each_stage) creates one parent run per pipeline invocation and one child run per
 (domain, truncation point, seed), tagged with the git commit and the stages logged. Any tracking
 failure is reported as a warning and never fails a stage; the spool stays for a later sync.
+Concurrent syncs (parallel jobs with sync_each_stage) take turns under an exclusive file lock beside
+the store (SQLite file or file store; the state dir for a tracking server), so no job meets a locked
+database and no run or metric is logged twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -16,11 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from pgraft.io import write_json
 
 STATE_DIR_ENV = "PGRAFT_STATE_DIR"
 PIPELINE_ENV = "PGRAFT_PIPELINE_ID"
+LOCK_TIMEOUT_S = 600.0  # a sync waits this long for the others before it gives up (the spool stays)
 
 
 def state_dir() -> Path:
@@ -64,7 +72,7 @@ def record(params, params_path: str, *, stage: str, domain, seed, k, metrics: di
         path = state_dir() / "spool" / rec["pipeline_id"] / name
         write_json(path, rec)
         if params.tracking.sync_each_stage:
-            sync(params.tracking.uri, params.tracking.experiment)
+            sync(params.tracking.uri, params.tracking.experiment, pipeline=rec["pipeline_id"])
         return path
     except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
         warn(f"could not spool the tracking record ({err!r}); results are in the files")
@@ -75,8 +83,9 @@ def warn(msg: str) -> None:
     print(f"pgraft tracking: warning: {msg}", file=sys.stderr)
 
 
-def sync(uri: str, experiment: str) -> dict:
-    """Mirror every spooled record into MLflow. Returns counts; on any failure warns and returns."""
+def sync(uri: str, experiment: str, pipeline: str | None = None) -> dict:
+    """Mirror every spooled record (of one pipeline id, if given) into MLflow. Returns counts; on any
+    failure warns and returns."""
     stats = {"records": 0, "logged": 0, "skipped": 0, "ok": False}
     spool = state_dir() / "spool"
     if not spool.exists():
@@ -87,18 +96,62 @@ def sync(uri: str, experiment: str) -> dict:
     try:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-        for pdir in sorted(p for p in spool.iterdir() if p.is_dir()):
-            records = [json.loads(f.read_text()) for f in sorted(pdir.glob("*.json"))]
-            stats["records"] += len(records)
-            _sync_pipeline(client, exp_id, pdir.name, records, stats)
+        with store_lock(uri):  # one writer at a time: table creation, run lookup + creation, logging
+            client = MlflowClient(tracking_uri=uri)
+            exp = client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+            for pdir in sorted(p for p in spool.iterdir() if p.is_dir() and pipeline in (None, p.name)):
+                records = [json.loads(f.read_text()) for f in sorted(pdir.glob("*.json"))]
+                stats["records"] += len(records)
+                _sync_pipeline(client, exp_id, pdir.name, records, stats)
         stats["ok"] = True
     except Exception as err:  # noqa: BLE001 - an outage is reported, never raised
         warn(f"MLflow at {uri!r} unavailable ({type(err).__name__}: {str(err)[:200]}); "
              f"results are in the files, the spool in {spool} is kept: rerun `pgraft track sync`")
     return stats
+
+
+def lock_path(uri: str) -> Path:
+    """The lock file concurrent syncs share: beside a SQLite database or file store, else (a tracking
+    server, which serialises its own writes) in the state dir, so one project's syncs still take turns."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = unquote(parsed.path)[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+        if db and db != ":memory:":
+            return Path(db + ".lock")
+    elif parsed.scheme == "file" or (parsed.scheme == "" and not uri.startswith("databricks")):
+        return Path(unquote(parsed.path) or ".") / ".pgraft-sync.lock"
+    return state_dir() / "mlflow-sync.lock"
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, timeout: float = LOCK_TIMEOUT_S):
+    """Hold an exclusive inter-process lock (fcntl.flock) for writing to the store at `uri`."""
+    path = lock_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        deadline, delay, locked = time.monotonic() + timeout, 0.02, True
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another process held {path} for over {timeout:.0f} s") from None
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.5)
+            except OSError as err:
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                warn(f"file locks do not work on the filesystem of {path} ({err.strerror}): concurrent syncs "
+                     f"are not serialised; use a tracking server or tracking.sync_each_stage: false")
+                locked = False
+                break
+        try:
+            yield path
+        finally:
+            if locked:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sync_pipeline(client, exp_id: str, pid: str, records: list[dict], stats: dict) -> None:
