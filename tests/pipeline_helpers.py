@@ -94,6 +94,20 @@ def shrink(raw: dict) -> dict:
     p["digits_flow"]["model"].update(block_out_channels=[8, 16])
     p["digits_flow"]["pretrain"].update(steps=5, batch_size=16)
     p["digits_flow"]["features"]["steps"] = 20
+    if "digits_t2i" in p:
+        p["digits_t2i"]["model"].update(hidden=32, layers=1, text_dim=16)
+        p["digits_t2i"]["pretrain"].update(steps=5, batch_size=16)
+        p["digits_t2i"]["judges"]["steps"] = 30
+        p["digits_t2i"]["features"]["steps"] = 20
+        p["digits_t2i"].pop("finetune", None)
+    if "ddpo" in p:
+        p["ddpo"].update(checkpoints=[16, 32], prompts_per_batch=4, samples_per_prompt=4, minibatch_size=8)
+    for d in ("qm9", "qm9_dedup"):
+        if d in p:
+            p[d]["model"].update(hidden=32, layers=1)
+            p[d]["pretrain"].update(steps=20, batch_size=64)
+            if p[d].get("filter"):
+                p[d]["filter"]["params"]["m"] = 8
     return p
 
 

@@ -16,30 +16,70 @@ from pgraft.stages.common import load_model, save_model
 
 @pytest.fixture(params=domains.REGISTRY.names())
 def domain(request, small_params):
-    return domains.build(request.param, parse_params(small_params))
+    raw = dict(small_params)
+    if domains.REGISTRY.get(request.param).kind == "diffusion" and request.param not in raw["domains"]:
+        raw["domains"] = [*raw["domains"], request.param]
+    return domains.build(request.param, parse_params(raw))
 
 
-def test_domain_data_model_reward(domain):
-    g = torch.Generator().manual_seed(0)
-    x = domain.sample_data(64, g)
+def _data(domain, n, seed):
+    """(x, extra model inputs, prompts or None) of n training examples."""
+    data = domain.sample_data(n, torch.Generator().manual_seed(seed))
+    if not domain.conditional:
+        return data, (), None
+    x, prompts = data
+    assert len(prompts) == n and all(isinstance(p, str) for p in prompts)
+    return x, (torch.as_tensor(domain.tokens(prompts)),), list(prompts)
+
+
+def test_domain_data_model_reward(domain, tmp_path):
+    x, extra, prompts = _data(domain, 64, 0)
     assert x.shape == (64, *domain.shape) and x.dtype == torch.float32
     model = domain.build_model().eval()
-    eps = model(x, torch.full((64,), 10))
+    eps = model(x, torch.full((64,), 10), *extra)
     assert eps.shape == x.shape
-    r = np.asarray(domain.reward(x.numpy()))
+    aux = domain.train_auxiliary(tmp_path / "auxiliary", torch.Generator().manual_seed(0))
+    assert all(np.isfinite(v) for v in aux.values())
+    domain.load_auxiliary(tmp_path / "auxiliary")
+    given = () if prompts is None else (prompts,)
+    r = np.asarray(domain.reward(x.numpy(), *given))
     assert r.shape == (64,) and np.isfinite(r).all()
     keys = domain.dedup_keys(x.numpy())
     assert keys is None or len(keys) == 64
-    assert all(np.isfinite(v) for v in domain.extra_metrics(x.numpy()).values())
+    assert all(np.isfinite(v) for v in domain.extra_metrics(x.numpy(), *given).values())
+
+
+def test_domain_prompts_are_split(domain):
+    if not domain.conditional:
+        pytest.skip("unconditional domain: no prompts")
+    train, held = domain.prompts("train"), domain.prompts("heldout")
+    assert train and held and not set(train) & set(held)
+    tokens = domain.tokens(train)
+    assert tokens.shape[0] == len(train) and tokens.dtype == np.int64
+    assert len({tuple(t) for t in tokens}) == len(train)  # distinct prompts, distinct token rows
+
+
+def test_domain_gallery_draws(domain):
+    if not domain.gallery_size:
+        pytest.skip("no gallery for this domain")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, _, prompts = _data(domain, 4, 2)
+    fig, ax = plt.subplots()
+    domain.draw(ax, x.numpy(), *(() if prompts is None else (prompts,)))
+    plt.close(fig)
 
 
 def test_domain_model_round_trips_through_safetensors(domain, tmp_path):
     model = domain.build_model().eval()
     save_model(tmp_path, model, domain.name)
     again = load_model(tmp_path, domain)
-    x = domain.sample_data(8, torch.Generator().manual_seed(1))
+    x, extra, _ = _data(domain, 8, 1)
     t = torch.full((8,), 3)
-    assert torch.equal(model(x, t), again(x, t))
+    assert torch.equal(model(x, t, *extra), again(x, t, *extra))
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
 
 

@@ -165,6 +165,103 @@ class Qm9Params(_Strict):
     filter: FilterParams | None = None
 
 
+class LayoutDataParams(_Strict):
+    path: str | None = None
+    num_layouts: int = Field(20000, ge=10)
+    max_boxes: int = Field(16, ge=2, le=128)
+    seed: int = Field(0, ge=0)
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class LayoutModelParams(_Strict):
+    d_model: int = Field(48, ge=4)
+    layers: int = Field(2, ge=1, le=16)
+    heads: int = Field(2, ge=1)
+    ff: int = Field(96, ge=4)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "LayoutModelParams":
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
+        return self
+
+
+class LayoutRewardWeights(_Strict):
+    alignment: float = Field(1.0, ge=0.0)
+    overlap: float = Field(1.0, ge=0.0)
+
+
+class LayoutRewardParams(_Strict):
+    name: Literal["alignment", "overlap", "combined"] = "combined"
+    weights: LayoutRewardWeights = LayoutRewardWeights()
+
+
+class LayoutFeatureParams(_Strict):
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(128, ge=2)
+    d_model: int = Field(64, ge=4)
+    layers: int = Field(2, ge=1, le=16)
+    feature_dim: int = Field(32, ge=2)
+
+
+class LayoutMetricParams(_Strict):
+    max_iou_layouts: int = Field(200, ge=1)
+    max_iou_candidates: int = Field(50, ge=1)
+
+
+class LayoutsParams(_Strict):
+    data: LayoutDataParams = LayoutDataParams()
+    model: LayoutModelParams = LayoutModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
+    reward: LayoutRewardParams = LayoutRewardParams()
+    features: LayoutFeatureParams = LayoutFeatureParams()
+    metrics: LayoutMetricParams = LayoutMetricParams()
+
+
+class PromptMixParams(_Strict):
+    digit: float = Field(0.2, ge=0.0)
+    attribute: float = Field(0.4, ge=0.0)
+    composition: float = Field(0.4, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some(self) -> "PromptMixParams":
+        if self.digit + self.attribute + self.composition <= 0:
+            raise ValueError("at least one prompt kind needs a positive weight")
+        return self
+
+
+class T2IDataParams(_Strict):
+    split_seed: int = Field(0, ge=0)
+    judge_fraction: float = Field(0.25, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.25, gt=0.0, lt=0.5)
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    mix: PromptMixParams = PromptMixParams()
+
+
+class T2IModelParams(_Strict):
+    architecture: Literal["mlp", "unet"] = "mlp"
+    text_dim: int = Field(64, ge=8)
+    hidden: int = Field(256, ge=8)
+    layers: int = Field(3, ge=1, le=16)
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    layers_per_block: int = Field(1, ge=1)
+
+
+class JudgeParams(_Strict):
+    steps: int = Field(1500, ge=1)
+
+
+class DigitsT2IParams(_Strict):
+    data: T2IDataParams = T2IDataParams()
+    model: T2IModelParams = T2IModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
+    judges: JudgeParams = JudgeParams()
+    features: FeatureNetParams = FeatureNetParams()
+    finetune: FinetuneParams | None = None
+    filter: FilterParams | None = None
+
+
 class CorrectorParams(_Strict):
     hidden: int = Field(256, ge=4)
     layers: int = Field(3, ge=1, le=16)
@@ -236,6 +333,8 @@ class Params(_Strict):
     ddpo: DdpoParams = DdpoParams()
     gaussian: GaussianParams | None = None
     digits_flow: DigitsFlowParams | None = None
+    digits_t2i: DigitsT2IParams | None = None
+    layouts: LayoutsParams | None = None
     qm9: Qm9Params | None = None
     qm9_dedup: Qm9Params | None = None
 

@@ -2,12 +2,19 @@
 
 from pgraft.domains.base import Domain
 from pgraft.domains.digits_flow import DigitsFlowDomain
+from pgraft.domains.digits_t2i import DigitsT2IDomain
 from pgraft.domains.gaussian import GaussianDomain
+from pgraft.domains.layouts import LayoutsDomain
+from pgraft.domains.qm9 import Qm9DedupDomain, Qm9Domain
 from pgraft.registry import Registry
 
 REGISTRY: Registry[type[Domain]] = Registry("domain")
 REGISTRY.register("gaussian", GaussianDomain)
+REGISTRY.register("layouts", LayoutsDomain)
+REGISTRY.register("qm9", Qm9Domain)
+REGISTRY.register("qm9_dedup", Qm9DedupDomain)
 REGISTRY.register("digits_flow", DigitsFlowDomain)
+REGISTRY.register("digits_t2i", DigitsT2IDomain)
 
 
 def build(name: str, params) -> Domain:

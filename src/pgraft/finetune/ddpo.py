@@ -76,6 +76,8 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Sch
             x_t, x_prev = traj.states[j, idx], traj.states[j + 1, idx]
             eps = _call(model, x_t, t.expand(len(idx)), cond)
             _, lp = ddim_step_with_logprob(schedule, eps, int(t), x_t, eta, prev_sample=x_prev)
+            if not lp.requires_grad:  # a deterministic step: no policy there
+                continue
             loss, ratio = ppo_loss(lp, traj.log_probs[j, idx], adv[idx], clip_range)
             (loss / len(schedule.timesteps)).backward()
             losses.append(loss.item())

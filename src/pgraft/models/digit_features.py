@@ -38,13 +38,23 @@ def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, steps: in
     labels = torch.as_tensor(labels, dtype=torch.long)
     if images.ndim != 4 or images.shape[1] != 1:
         raise ValueError(f"images must be (n, 1, H, W), got {tuple(images.shape)}")
+    n_cls = int(num_classes if num_classes is not None else int(labels.max()) + 1)
+    return fit_classifier(lambda: DigitClassifier(num_classes=n_cls, image_size=images.shape[-1]), images, labels,
+                          steps, lr, batch_size, generator)
+
+
+def fit_classifier(build, images: torch.Tensor, labels: torch.Tensor, steps: int, lr: float = 2e-3,
+                   batch_size: int = 64, generator: torch.Generator | None = None) -> nn.Module:
+    """Build a classifier with `build()` (its init drawn from `generator`), fit it with Adam and a cosine
+    schedule on cross-entropy, return it frozen in eval mode."""
+    images = torch.as_tensor(images, dtype=torch.float32)
+    labels = torch.as_tensor(labels, dtype=torch.long)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    n_cls = int(num_classes if num_classes is not None else int(labels.max()) + 1)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # parameter init drawn from `generator`, global RNG left untouched
-        model = DigitClassifier(num_classes=n_cls, image_size=images.shape[-1])
+        model = build()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     model.train()
@@ -59,6 +69,19 @@ def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, steps: in
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+class PixelMLPClassifier(nn.Module):
+    """A two-hidden-layer MLP on the flattened pixels: a judge of a different architecture from the CNN."""
+
+    def __init__(self, num_classes: int = 10, image_size: int = 8, hidden: int = 128):
+        super().__init__()
+        self.config = {"num_classes": num_classes, "image_size": image_size, "hidden": hidden}
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 def model_from_config(config: dict) -> DigitClassifier:

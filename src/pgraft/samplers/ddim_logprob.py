@@ -7,6 +7,8 @@ With ᾱ_t, ᾱ_prev the cumulative alphas of the step's two timesteps and ε th
     x_prev ~ N(μ, σ_t² I)
 exactly diffusers' DDIMScheduler.step (epsilon prediction, no clipping). The log-probability is averaged
 over the sample's dimensions, as in DDPO's reference implementation (the PPO clip range is set for it).
+A step with σ_t = 0 (the last one when ᾱ_final = 1) is deterministic: it gets log-probability 0 and no
+policy gradient.
 """
 
 from __future__ import annotations
@@ -46,5 +48,7 @@ def ddim_step_with_logprob(
     if prev_sample is None:
         noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype)
         prev_sample = mean + std * noise
+    if float(std) == 0.0:  # a deterministic step (the last one when ᾱ_final = 1): not part of the policy
+        return prev_sample, torch.zeros(x_t.shape[0], dtype=x_t.dtype)
     log_prob = (-((prev_sample.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi))
     return prev_sample, log_prob.flatten(1).mean(dim=1)

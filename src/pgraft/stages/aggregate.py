@@ -47,6 +47,17 @@ def body(args, params) -> dict:
                         rows.append(_row("evaluate", domain, seed=seed, k=k, budget=b, metric=m, value=v))
                 for m in ("target_reward_mean", "base_reward_mean"):
                     rows.append(_row("reference", domain, seed=seed, k=k, metric=m, value=ev[m]))
+            if domain in params.ddpo.domains:  # the policy-gradient baseline; budget = reward evaluations
+                for rec in read_json(sdir / "ddpo" / "train.json")["log"]:
+                    rows.append(_row("ddpo_train", domain, seed=seed, budget=rec["reward_evaluations"],
+                                     metric="reward_mean", value=rec["reward_mean"], rule="ddpo"))
+                ev = read_json(sdir / "ddpo" / "evaluate.json")
+                for b in params.ddpo.checkpoints:
+                    if f"b{b}" not in ev:
+                        raise StageError(f"{sdir}/ddpo/evaluate.json has no checkpoint {b}; rerun evaluate_ddpo")
+                    for m, v in ev[f"b{b}"].items():
+                        rows.append(_row("ddpo", domain, seed=seed, k=params.sampler.num_steps, budget=b,
+                                         metric=m, value=v, rule="ddpo"))
     for domain in params.inc.domains:
         pre = read_json(root / domain / "pretrain.json")
         rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
@@ -66,11 +77,32 @@ def body(args, params) -> dict:
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_dir(args.plots_dir) as tmp:
         _plot_csvs(table, Path(tmp), params)
+    _collect_galleries(root, params, args.galleries)
     write_table(args.out, table)
     if params.tracking.enabled:
         stats = tracking.sync(params.tracking.uri, params.tracking.experiment)
         print(f"pgraft aggregate: MLflow sync {stats}")
     return {"rows": len(table), "_artifacts": [args.out]}
+
+
+def _collect_galleries(root, params, out) -> None:
+    """The first seed's gallery samples of every (domain, k) and of DDPO, in one npz for the figures stage."""
+    from pgraft.io import read_npz, write_npz
+
+    arrays = {}
+    seed = params.seeds[0]
+    for domain in params.domains:
+        methods = [(f"k{k}", root / domain / f"seed{seed}" / f"k{k}" / "gallery.npz") for k in params.truncation_grid]
+        if domain in params.ddpo.domains:
+            methods.append(("ddpo", root / domain / f"seed{seed}" / "ddpo" / "gallery.npz"))
+        for name, path in methods:
+            g = read_npz(path, required=("x",))
+            if len(g["x"]) == 0:
+                continue
+            arrays[f"{domain}__{name}__x"] = g["x"]
+            if "prompt" in g:
+                arrays[f"{domain}__{name}__prompt"] = g["prompt"]
+    write_npz(out, **arrays)
 
 
 def _row(kind, domain, *, seed=None, k=None, budget=None, metric, value, rule=None, x=None) -> dict:
@@ -128,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics-dir", required=True, help="directory of per-stage metrics (results/metrics)")
     p.add_argument("--out", required=True, help="output tidy table .csv")
     p.add_argument("--plots-dir", required=True, help="output directory of CSVs for dvc plots")
+    p.add_argument("--galleries", required=True, help="output .npz of the first seed's gallery samples (figures)")
     return run_stage("aggregate", p, body, argv)
 
 

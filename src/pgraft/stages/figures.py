@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pgraft.stages.common import parser, run_stage
 
-DOC = ("Read results/summary.csv (and nothing else) and write to the output directory: reward vs k, "
+DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs, nothing else) and write to the output directory: reward vs k, "
        "distance-to-target vs k, the trade-off plot (reward vs distance-to-target and vs diversity, one "
        "curve per k across budgets), the acceptance-law check, as PNG and PDF, and table.md.")
 
@@ -17,9 +17,15 @@ def body(args, params) -> dict:
     matplotlib.use("Agg")
     from pgraft.io import atomic_dir, read_table
 
+    from pgraft.io import read_npz
+
     table = read_table(args.summary, columns=("kind", "domain", "seed", "k", "budget", "metric", "value"))
+    galleries = read_npz(args.galleries)
     with atomic_dir(args.out) as tmp:  # the figure set appears whole or not at all
         written = _draw(table, Path(tmp))
+        written += _galleries(galleries, params, Path(tmp))
+        for domain in sorted(set(table.loc[table["kind"] == "ddpo", "domain"])):
+            written += _comparison(table[table["domain"] == domain], domain, params, Path(tmp))
     return {"figures": len(written)}
 
 
@@ -43,6 +49,103 @@ def _draw(table, out):
         md.write_text(_inc_markdown(inc, domain))
         written.append(md)
     return written
+
+
+def _method_label(name: str, n_steps: int) -> str:
+    if name == "ddpo":
+        return "DDPO"
+    k = int(name[1:])
+    return "base" if k == 0 else ("GRAFT" if k == n_steps else f"P-GRAFT k={k}")
+
+
+def _galleries(galleries: dict, params, out) -> list:
+    """<domain>_samples.png: one row per method (first seed, largest budget), drawn by the domain itself."""
+    import matplotlib.pyplot as plt
+
+    from pgraft import domains
+
+    written = []
+    names = sorted({key.split("__")[0] for key in galleries})
+    for name in names:
+        if name not in params.domains:
+            continue
+        domain = domains.build(name, params)
+        methods = [f"k{k}" for k in params.truncation_grid] + (["ddpo"] if name in params.ddpo.domains else [])
+        methods = [m for m in methods if f"{name}__{m}__x" in galleries]
+        fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.3 * len(methods) + 0.6), squeeze=False)
+        for ax, m in zip(axes[:, 0], methods):
+            x = galleries[f"{name}__{m}__x"]
+            if domain.conditional:
+                domain.draw(ax, x, galleries[f"{name}__{m}__prompt"])
+            else:
+                domain.draw(ax, x)
+            ax.set_ylabel(_method_label(m, params.sampler.num_steps), rotation=0, ha="right", va="center", fontsize=8)
+        fig.suptitle(f"{name}: samples per method (seed {params.seeds[0]}, largest budget)", fontsize=9)
+        fig.tight_layout()
+        written += _save(fig, out / f"{name}_samples", formats=("png",))
+    return written
+
+
+COMPARISON_METRICS = [("reward_mean", "reward (train prompts)"), ("judge_score", "independent judge"),
+                      ("reward_mean_heldout", "reward (held-out prompts)"),
+                      ("judge_score_heldout", "independent judge (held-out)"), ("fid", "FID ↓"),
+                      ("diversity_within_prompt", "within-prompt diversity"),
+                      ("reward_hacking_gap", "reward − judge")]
+
+
+def _comparison(table, domain, params, out) -> list:
+    """The paper-style table (base, DDPO, GRAFT, P-GRAFT at its best k; equal reward evaluations) and reward
+    vs reward evaluations, from the summary only."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ev, dd = table[table["kind"] == "evaluate"], table[table["kind"] == "ddpo"]
+    n = params.sampler.num_steps
+    b = int(ev["budget"].max())
+    last = int(dd["budget"].max())
+    at_b = ev[ev["budget"] == b]
+    partial = at_b[(at_b["metric"] == "reward_mean") & (at_b["k"] > 0) & (at_b["k"] < n)]
+    best_k = int(partial.groupby("k")["value"].mean().idxmax()) if len(partial) else n
+    rows = [("base (k = 0)", at_b[at_b["k"] == 0]), (f"DDPO ({last} reward evaluations)", dd[dd["budget"] == last]),
+            (f"GRAFT (k = {n})", at_b[at_b["k"] == n]), (f"P-GRAFT (best k = {best_k})", at_b[at_b["k"] == best_k])]
+    metrics = [(m, label) for m, label in COMPARISON_METRICS if m in set(ev["metric"])]
+    base = {m: rows[0][1][rows[0][1]["metric"] == m]["value"].mean() for m, _ in metrics}
+    evals = ev[(ev["metric"] == "reward_evaluations") & (ev["k"] == n)]["value"]
+    flops = table[(table["kind"] == "pretrain") & (table["metric"] == "flops_per_sample")]["value"]
+    lines = [f"# {domain}: base vs DDPO vs GRAFT vs P-GRAFT at equal reward evaluations", "",
+             f"Mean ± std over {ev['seed'].nunique()} seeds; GRAFT / P-GRAFT after {b} fine-tuning steps on a pool of "
+             f"{int(evals.mean()) if len(evals) else '?'} scored samples, DDPO after {last} reward evaluations"
+             + (f" (sampler cost of the scored samples: {last * flops.mean():.3g} FLOPs for every method)"
+                if len(flops) else "") + ". "
+             "In brackets: change relative to the base, in %. P-GRAFT's k is the best by mean training reward.", "",
+             "| method | " + " | ".join(label for _, label in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for label, d in rows:
+        cells = []
+        for m, _ in metrics:
+            v = d[d["metric"] == m]["value"]
+            rel = (v.mean() - base[m]) / abs(base[m]) * 100 if base[m] and label[:4] != "base" else None
+            cells.append(f"{v.mean():.4g} ± {v.std(ddof=1) if len(v) > 1 else 0:.2g}"
+                         + (f" ({rel:+.1f} %)" if rel is not None and np.isfinite(rel) else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    (out / f"{domain}_comparison.md").write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(5.8, 4))
+    r = dd[dd["metric"] == "reward_mean"].groupby("budget")["value"].agg(["mean", "std"]).reset_index()
+    ax.errorbar(r["budget"], r["mean"], yerr=r["std"].fillna(0), marker="o", capsize=3, label="DDPO")
+    train = table[(table["kind"] == "ddpo_train") & (table["metric"] == "reward_mean")]
+    if len(train):
+        t = train.groupby("budget")["value"].mean()
+        ax.plot(t.index, t.values, ":", color="C0", alpha=0.6, label="DDPO on-policy batches")
+    x = float(evals.mean()) if len(evals) else last
+    for i, (label, d) in enumerate(rows[2:]):
+        v = d[d["metric"] == "reward_mean"]["value"]
+        ax.errorbar([x], [v.mean()], yerr=[v.std(ddof=1) if len(v) > 1 else 0], marker="s", capsize=3,
+                    color=f"C{i + 1}", label=f"{label}, {b} steps")
+    ax.axhline(base["reward_mean"], ls="--", color="grey", label="base")
+    ax.set(xlabel="reward evaluations", ylabel="mean reward (train prompts)",
+           title=f"{domain}: reward vs reward evaluations")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return [out / f"{domain}_comparison.md", *_save(fig, out / f"{domain}_reward_vs_evaluations")]
 
 
 def _inc_stats(inc):
@@ -197,11 +300,11 @@ def _markdown(ev, ref, domain) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, stem):
+def _save(fig, stem, formats=("png", "pdf")):
     import matplotlib.pyplot as plt
 
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in formats:
         path = stem.with_suffix(f".{ext}")
         fig.savefig(path, format=ext, dpi=130, metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
         paths.append(path)
@@ -212,6 +315,7 @@ def _save(fig, stem):
 def main(argv: list[str] | None = None) -> int:
     p = parser("figures", DOC, domain=False)
     p.add_argument("--summary", required=True, help="tidy table from aggregate (results/summary.csv)")
+    p.add_argument("--galleries", required=True, help="gallery samples from aggregate (results/galleries.npz)")
     p.add_argument("--out", required=True, help="output directory (results/figures)")
     return run_stage("figures", p, body, argv)
 

@@ -41,10 +41,13 @@ def body(args, params) -> dict:
     if len(keep) != len(samples["x0"]):
         raise StageError(f"{args.selection}: {len(keep)} rows but {len(samples['x0'])} samples; rerun filter")
     meta = {"k": args.k, "budgets": ft.budgets, "target": ft.target, "timesteps": ft.timesteps,
-            "rounds": ft.rounds, "accepted": int(keep.sum())}
+            "rounds": ft.rounds, "accepted": int(keep.sum()),
+            # rewards computed to build the training data (every round scores a fresh pool of the same size)
+            "reward_evaluations": {str(b): len(keep) * ft.rounds for b in ft.budgets}}
     if args.k == 0:  # the base model: nothing to fine-tune
         with atomic_dir(args.out) as tmp:
-            write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta})
+            write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta,
+                                                   "reward_evaluations": {}})
         return {"accepted": int(keep.sum())}
 
     levels = NoiseLevels.from_arrays(samples["timesteps"], samples["alphas_cumprod"])

@@ -43,6 +43,13 @@ def body(args, params) -> dict:
     tail = losses[-max(1, len(losses) // 10):] or [float("nan")]
     metrics = {"final_loss": sum(tail) / len(tail), "steps": steps,
                "parameters": sum(p.numel() for p in model.parameters())}
+    if domain.kind == "diffusion":  # network cost of drawing one sample with the configured sampler
+        from pgraft.metrics.flops import flops_per_call
+
+        model.eval()
+        x = torch.zeros((1, *domain.shape))
+        extra = (torch.as_tensor(domain.tokens(domain.prompts("train")[:1])),) if domain.conditional else ()
+        metrics["flops_per_sample"] = params.sampler.num_steps * flops_per_call(model, x, torch.zeros(1).long(), *extra)
     if args.features:  # the FID feature network of an image domain, trained on its train split
         from pgraft.metrics.fid import save_extractor
         from pgraft.models.digit_features import train_digit_classifier
