@@ -29,6 +29,7 @@ from pgraft.io import write_json
 STATE_DIR_ENV = "PGRAFT_STATE_DIR"
 PIPELINE_ENV = "PGRAFT_PIPELINE_ID"
 LOCK_TIMEOUT_S = 600.0  # a sync waits this long for the others before it gives up (the spool stays)
+_NO_LOCKS: set[str] = set()  # lock files whose filesystem refused flock (warned once)
 
 
 def state_dir() -> Path:
@@ -125,8 +126,9 @@ def lock_path(uri: str) -> Path:
 
 
 @contextlib.contextmanager
-def store_lock(uri: str, timeout: float = LOCK_TIMEOUT_S):
+def store_lock(uri: str, timeout: float | None = None):
     """Hold an exclusive inter-process lock (fcntl.flock) for writing to the store at `uri`."""
+    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
     path = lock_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
@@ -143,8 +145,10 @@ def store_lock(uri: str, timeout: float = LOCK_TIMEOUT_S):
             except OSError as err:
                 if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                     raise
-                warn(f"file locks do not work on the filesystem of {path} ({err.strerror}): concurrent syncs "
-                     f"are not serialised; use a tracking server or tracking.sync_each_stage: false")
+                if not _NO_LOCKS:
+                    warn(f"file locks do not work on the filesystem of {path} ({err.strerror}): concurrent "
+                         f"syncs are not serialised; use a tracking server or tracking.sync_each_stage: false")
+                _NO_LOCKS.add(str(path))
                 locked = False
                 break
         try:
