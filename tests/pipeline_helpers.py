@@ -108,6 +108,12 @@ def shrink(raw: dict) -> dict:
             p[d]["pretrain"].update(steps=20, batch_size=64)
             if p[d].get("filter"):
                 p[d]["filter"]["params"]["m"] = 8
+    if "layouts" in p:
+        p["layouts"]["data"]["num_layouts"] = 300
+        p["layouts"]["model"].update(d_model=16, layers=1, heads=2, ff=16)
+        p["layouts"]["pretrain"].update(steps=20, batch_size=32)
+        p["layouts"]["features"].update(steps=5, batch_size=16, d_model=16, layers=1, feature_dim=8)
+        p["layouts"]["metrics"].update(max_iou_layouts=20, max_iou_candidates=5)
     return p
 
 
