@@ -153,16 +153,20 @@ class Qm9Domain(Domain):
     # --- gallery ---
 
     def draw(self, ax, x: np.ndarray) -> None:
-        """The decoded molecules in a grid (RDKit drawing), SMILES below each; invalid: an empty cell."""
+        """The decoded molecules in one row (RDKit drawing), SMILES below each; invalid: an empty cell
+        labelled "invalid". Ticks and frame are hidden, the axis label (set by the caller) is kept."""
         from rdkit import Chem
         from rdkit.Chem import Draw
 
         mols = mol_graph.decode(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
         legends = [Chem.MolToSmiles(m) if m is not None else "invalid" for m in mols]
-        image = Draw.MolsToGridImage([m if m is not None else Chem.Mol() for m in mols], molsPerRow=4,
-                                     subImgSize=(200, 160), legends=legends)
+        image = Draw.MolsToGridImage([m if m is not None else Chem.Mol() for m in mols],
+                                     molsPerRow=max(len(mols), 1), subImgSize=(160, 160), legends=legends)
         ax.imshow(np.asarray(image))
-        ax.set_axis_off()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
 
 
 class Qm9DedupDomain(Qm9Domain):

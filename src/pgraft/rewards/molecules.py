@@ -29,6 +29,7 @@ NAMED_WEIGHTS: dict[str, dict[str, float]] = {
 REWARD_NAMES = (*NAMED_WEIGHTS, "weighted")
 
 
+@functools.lru_cache(maxsize=1)
 def _quiet_rdkit() -> None:
     from rdkit import RDLogger
 
