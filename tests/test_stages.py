@@ -83,7 +83,8 @@ def test_artifact_from_another_domain_or_missing_is_refused(pipeline, monkeypatc
     np.savez(bad, x0=np.zeros((4, 2)), domain=np.asarray("digits"))
     code = evaluate.main(["--domain", "gaussian", "--seed", "0", "--k", "0", "--model", "results/gaussian/base",
                           "--finetuned", "results/gaussian/seed0/k0/finetuned", "--reference", str(bad),
-                          "--rewards", "results/gaussian/seed0/rewards.parquet", "--out", "x.json"])
+                          "--rewards", "results/gaussian/seed0/rewards.parquet", "--out", "x.json",
+                          "--gallery", "g.npz"])
     err = capsys.readouterr().err
     assert code == 2 and "digits" in err and not (work / "x.json").exists()
     code = finetune.main(["--domain", "gaussian", "--seed", "0", "--k", "2", "--model", "results/gaussian/base",
@@ -97,7 +98,7 @@ def test_artifact_from_another_domain_or_missing_is_refused(pipeline, monkeypatc
 
 def test_cli_help_lists_the_stages():
     out = subprocess.run([sys.executable, "-m", "pgraft.cli", "--help"], capture_output=True, text=True, check=True)
-    for stage in ("pretrain", "sample", "reward", "filter", "finetune", "evaluate", "aggregate", "figures"):
+    for stage in ("pretrain", "sample", "reward", "filter", "finetune", "ddpo", "evaluate", "aggregate", "figures"):
         assert stage in out.stdout
 
 

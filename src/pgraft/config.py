@@ -302,8 +302,8 @@ class DdpoParams(_Strict):
     samples_per_prompt: int = Field(16, ge=2)
     inner_epochs: int = Field(1, ge=1)
     minibatch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(3e-4, gt=0.0, le=1.0)
-    clip_range: float = Field(1e-4, gt=0.0, le=1.0)
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    clip_range: float = Field(1e-3, gt=0.0, le=1.0)
     adv_clip_max: float = Field(5.0, gt=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
 

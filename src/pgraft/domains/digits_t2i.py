@@ -217,11 +217,16 @@ class DigitsT2IDomain(Domain):
     # --- gallery ---
 
     def gallery_prompts(self) -> list[str]:
+        """Two digit prompts, then one attribute and two composition prompts from each split, spread over digits."""
         train, held = self.prompts("train"), self.prompts("heldout")
-        chosen = [p for p in train if digit_vqa.parse(p).kind == "digit"][:2]
+
+        def spread(pool, kind, n):
+            of_kind = [p for p in pool if digit_vqa.parse(p).kind == kind]
+            return [of_kind[(2 * i + 1) * len(of_kind) // (2 * n)] for i in range(n)]
+
+        chosen = spread(train, "digit", 2)
         for pool in (train, held):
-            chosen += [p for p in pool if digit_vqa.parse(p).kind == "attribute"][:1]
-            chosen += [p for p in pool if digit_vqa.parse(p).kind == "composition"][:2]
+            chosen += spread(pool, "attribute", 1) + spread(pool, "composition", 2)
         return [p for p in chosen for _ in range(GALLERY_REPEATS)]
 
     def draw(self, ax, x: np.ndarray, prompts=None) -> None:
