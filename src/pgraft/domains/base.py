@@ -80,6 +80,9 @@ class Domain:
         """Load what `train_auxiliary` saved in aux_dir = <base model dir>/auxiliary (the stages call this
         before `reward` and `extra_metrics`)."""
 
+    #: extra_metrics names shown in the per-k table (results/figures/<domain>_table.md) next to the reward
+    table_metrics: ClassVar[tuple[str, ...]] = ()
+
     # --- sample galleries (results/figures/<domain>_samples.png) ---
 
     #: samples kept per (seed, k) for the gallery figure; 0: no gallery for this domain

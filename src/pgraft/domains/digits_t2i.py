@@ -25,6 +25,7 @@ class DigitsT2IDomain(Domain):
     conditional = True
     shape = (1, 8, 16)
     gallery_size = 1  # galleries are drawn per prompt (gallery_prompts)
+    table_metrics = ("judge_score", "reward_mean_heldout", "judge_score_heldout", "fid", "diversity_within_prompt")
 
     def __init__(self, params):
         super().__init__(params)

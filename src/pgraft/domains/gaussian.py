@@ -12,6 +12,7 @@ from pgraft.domains.base import Domain
 class GaussianDomain(Domain):
     name = "gaussian"
     shape = (2,)
+    table_metrics = ("mode_entropy",)
 
     def means(self) -> np.ndarray:
         m = self.params.mixture

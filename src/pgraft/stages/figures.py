@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pgraft.stages.common import parser, run_stage
 
-DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs, nothing else) and write to the output directory: reward vs k, "
-       "distance-to-target vs k, the trade-off plot (reward vs distance-to-target and vs diversity, one "
-       "curve per k across budgets), the acceptance-law check, as PNG and PDF, and table.md.")
+DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs, nothing else) and write "
+       "to the output directory: reward vs k, distance-to-target vs k, the trade-off plot (reward vs "
+       "distance-to-target and vs diversity, one curve per k across budgets), the acceptance-law check, "
+       "per-domain tables, sample galleries, and for domains with DDPO the method comparison table and "
+       "reward vs reward evaluations.")
 
 
 def body(args, params) -> dict:
@@ -22,14 +24,14 @@ def body(args, params) -> dict:
     table = read_table(args.summary, columns=("kind", "domain", "seed", "k", "budget", "metric", "value"))
     galleries = read_npz(args.galleries)
     with atomic_dir(args.out) as tmp:  # the figure set appears whole or not at all
-        written = _draw(table, Path(tmp))
+        written = _draw(table, Path(tmp), params)
         written += _galleries(galleries, params, Path(tmp))
         for domain in sorted(set(table.loc[table["kind"] == "ddpo", "domain"])):
             written += _comparison(table[table["domain"] == domain], domain, params, Path(tmp))
     return {"figures": len(written)}
 
 
-def _draw(table, out):
+def _draw(table, out, params):
     written = []
     for domain in sorted(set(table.loc[table["kind"] == "evaluate", "domain"])):
         ev = table[(table["kind"] == "evaluate") & (table["domain"] == domain)]
@@ -39,7 +41,7 @@ def _draw(table, out):
                          out / f"{domain}_distance_vs_k")
         written += _save(_tradeoff(ev), out / f"{domain}_tradeoff")
         md = out / f"{domain}_table.md"
-        md.write_text(_markdown(ev, ref, domain))
+        md.write_text(_markdown(ev, ref, domain, _table_metrics(domain, params)))
         written.append(md)
     written += _save(_acceptance(table), out / "acceptance_law")
     for domain in sorted(set(table.loc[table["kind"] == "inc", "domain"])):
@@ -265,11 +267,16 @@ def _acceptance(table):
     return fig
 
 
-def _markdown(ev, ref, domain) -> str:
+def _table_metrics(domain: str, params) -> tuple[str, ...]:
+    from pgraft import domains
+
+    return domains.REGISTRY.get(domain).table_metrics if domain in domains.REGISTRY.names() else ()
+
+
+def _markdown(ev, ref, domain, extra=()) -> str:
     import numpy as np
 
-    metrics = [m for m in ("reward_mean", "dist_target", "dist_base", "diversity", "mode_entropy")
-               if m in set(ev["metric"])]
+    metrics = [m for m in ("reward_mean", "dist_target", "dist_base", "diversity", *extra) if m in set(ev["metric"])]
     n_seeds = ev["seed"].nunique()
     kmax = ev["k"].max()
     lines = [f"# {domain}: metrics per truncation point k and fine-tuning budget",
