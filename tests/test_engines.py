@@ -52,7 +52,8 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
     p = yaml.safe_load((repo / "params.yaml").read_text())
     seeds, grid, inc = len(p["seeds"]), len(p["truncation_grid"]), p["inc"]
     flow = len(inc["domains"]) * (1 + len(inc["corrected_steps"]) * (1 + seeds) + seeds)
-    assert len(dvc) == len(p["domains"]) * (1 + 3 * seeds + 2 * seeds * grid) + flow + 2
+    ddpo = 2 * len(p["ddpo"]["domains"]) * seeds  # ddpo + evaluate_ddpo per seed
+    assert len(dvc) == len(p["domains"]) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 2
     outs = {o.rstrip("/") for o in dvc_outputs(repo)}
     smk_outs = {o.rstrip("/") for o in snakemake_outputs(repo)}
     assert outs <= smk_outs, sorted(outs - smk_outs)[:5]
