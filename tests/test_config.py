@@ -15,7 +15,7 @@ from pipeline_helpers import write_params
 def test_real_params_are_valid(real_params):
     params = parse_params(real_params)
     assert params.truncation_grid[0] == 0 and params.truncation_grid[-1] == params.sampler.num_steps
-    assert len(params.seeds) >= 5 and len(params.truncation_grid) >= 5 and len(params.finetune.budgets) >= 3
+    assert len(params.seeds) >= 3 and len(params.truncation_grid) >= 5 and len(params.finetune.budgets) >= 3
 
 
 def _set(raw: dict, dotted: str, value):
