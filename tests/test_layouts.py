@@ -70,6 +70,15 @@ def test_combined_reward_is_the_negative_weighted_sum():
         layout_reward("nope", b, m)
 
 
+def test_generated_train_and_test_pages_are_seeded_streams():
+    params = LayoutsParams.model_validate({"data": {"num_layouts": 50, "test_fraction": 0.2}})
+    a, b = LayoutsDomain(params), LayoutsDomain(params)
+    assert len(a.layouts("train")[0]) == 40 and len(a.layouts("test")[0]) == 10
+    for part in ("train", "test"):
+        assert np.array_equal(a.layouts(part)[1], b.layouts(part)[1])
+    assert not np.array_equal(a.layouts("train")[1][:10], a.layouts("test")[1])
+
+
 def test_generator_is_seeded_and_regular():
     c1, b1 = generate_layouts(50, 16, seed=3)
     c2, b2 = generate_layouts(50, 16, seed=3)
@@ -128,8 +137,7 @@ def test_domain_reads_the_coco_path_from_params(tmp_path):
     path = write_coco(tmp_path / "layouts.json", anns)
     domain = LayoutsDomain(LayoutsParams.model_validate(
         {"data": {"path": str(path), "max_boxes": 4, "test_fraction": 0.34}}))
-    split = domain.split()
-    assert len(split["train"][0]) == 2 and len(split["test"][0]) == 1
+    assert len(domain.layouts("train")[0]) == 2 and len(domain.layouts("test")[0]) == 1
     assert domain.sample_data(5, torch.Generator().manual_seed(0)).shape == (5, 4, NUM_FEATURES)
 
 

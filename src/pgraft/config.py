@@ -175,10 +175,10 @@ class LayoutDataParams(_Strict):
 
 
 class LayoutModelParams(_Strict):
-    d_model: int = Field(48, ge=4)
+    d_model: int = Field(32, ge=4)
     layers: int = Field(2, ge=1, le=16)
     heads: int = Field(2, ge=1)
-    ff: int = Field(96, ge=4)
+    ff: int = Field(64, ge=4)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "LayoutModelParams":

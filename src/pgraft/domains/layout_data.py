@@ -21,13 +21,14 @@ _COLUMN_CDF = np.cumsum([0.45, 0.4])  # P(1 column), P(2 columns); 3 columns oth
 _TEXT, _TITLE, _TABLE, _FIGURE = (CLASSES.index(k) for k in ("text", "title", "table", "figure"))
 
 
-def generate_layouts(n: int, max_boxes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def generate_layouts(n: int, max_boxes: int, seed: int | list[int]) -> tuple[np.ndarray, np.ndarray]:
     """n synthetic pages: classes (n, L) int64 (-1 = padding) and boxes (n, L, 4) float32 (xc, yc, w, h) in [0, 1].
 
     Each page has one to three columns between shared left/right margins; blocks are stacked down each
     column with one gap per page, every block of a column shares its left edge (figures may be centred in
     the column), a page title and full-width figures/tables span the text width, and the last block of a
     column is cut to end at the bottom margin. Boxes are listed in reading order (column by column).
+    `seed`: an integer or a list of integers (numpy SeedSequence entropy).
     """
     rng = np.random.default_rng(seed)
     classes = np.full((n, max_boxes), -1, dtype=np.int64)

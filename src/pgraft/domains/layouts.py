@@ -22,7 +22,7 @@ class LayoutsDomain(Domain):
 
     def __init__(self, params):
         super().__init__(params)
-        self._dataset: tuple[np.ndarray, np.ndarray] | None = None
+        self._parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._aux_dir: Path | None = None  # where load_auxiliary found the FD feature network
         self._encoder = None  # that network, read on first use
         self._test_features: np.ndarray | None = None
@@ -33,32 +33,43 @@ class LayoutsDomain(Domain):
 
     # --- data ---
 
-    def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every layout: classes (n, L) (-1 = padding) and boxes (n, L, 4) in [0, 1]; generated from
-        data.seed when data.path is null, else read from that COCO JSON. Built once per domain object."""
-        if self._dataset is None:
+    def layouts(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """The "train" or "test" layouts: classes (n, L) (-1 = padding) and boxes (n, L, 4) in [0, 1].
+
+        data.path null: pages from the seeded generator, the test pages (a test_fraction of num_layouts) from
+        their own stream of data.seed, so a stage that needs only one part generates only that part. Else
+        the pages of that COCO JSON, split by a permutation seeded with data.split_seed. Built once per part.
+        """
+        if part not in ("train", "test"):
+            raise ValueError(f"layouts part {part!r}: expected 'train' or 'test'")
+        if part not in self._parts:
             d = self.params.data
             if d.path is None:
-                self._dataset = generate_layouts(d.num_layouts, d.max_boxes, d.seed)
+                n_test = max(1, int(round(d.test_fraction * d.num_layouts)))
+                n = n_test if part == "test" else d.num_layouts - n_test
+                if n < 1:
+                    raise ValueError(f"layouts: data.num_layouts {d.num_layouts} leaves no training page after "
+                                     f"test_fraction {d.test_fraction}")
+                self._parts[part] = generate_layouts(n, d.max_boxes, seed=[d.seed, int(part == "test")])
             else:
-                self._dataset = load_coco(d.path, d.max_boxes)
-        return self._dataset
+                self._parts.update(self._split_file())
+        return self._parts[part]
 
-    def split(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Disjoint train / test layouts by a permutation seeded with data.split_seed."""
-        classes, boxes = self.dataset()
-        order = np.random.default_rng(self.params.data.split_seed).permutation(len(classes))
-        n_test = max(1, int(round(self.params.data.test_fraction * len(classes))))
+    def _split_file(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        d = self.params.data
+        classes, boxes = load_coco(d.path, d.max_boxes)
+        order = np.random.default_rng(d.split_seed).permutation(len(classes))
+        n_test = max(1, int(round(d.test_fraction * len(classes))))
         if n_test >= len(classes):
-            raise ValueError(f"layouts: {len(classes)} layouts leave none for training after a test_fraction "
-                             f"of {self.params.data.test_fraction}")
+            raise ValueError(f"{d.path}: {len(classes)} usable pages leave none for training after "
+                             f"layouts.data.test_fraction {d.test_fraction}")
         test, train = order[:n_test], order[n_test:]
         return {"train": (classes[train], boxes[train]), "test": (classes[test], boxes[test])}
 
     def sample_data(self, n: int, generator):
         import torch
 
-        x = torch.as_tensor(encode(*self.split()["train"]))
+        x = torch.as_tensor(encode(*self.layouts("train")))
         return x[torch.randint(len(x), (n,), generator=generator)]
 
     # --- base model ---
@@ -92,7 +103,7 @@ class LayoutsDomain(Domain):
         from pgraft.rewards.layout import alignment, overlap
 
         classes, boxes, mask = decode(x)
-        test_classes, test_boxes = self.split()["test"]
+        test_classes, test_boxes = self.layouts("test")
         m = self.params.metrics
         miou, matched = max_iou(classes, boxes, mask, test_classes, test_boxes, test_classes >= 0,
                                 max_layouts=m.max_iou_layouts, max_candidates=m.max_iou_candidates)
@@ -115,7 +126,7 @@ class LayoutsDomain(Domain):
         from pgraft.models.layout_features import real_accuracy, train_layout_encoder
 
         f = self.params.features
-        (cls_tr, box_tr), (cls_te, box_te) = self.split()["train"], self.split()["test"]
+        (cls_tr, box_tr), (cls_te, box_te) = self.layouts("train"), self.layouts("test")
         net = train_layout_encoder(torch.as_tensor(cls_tr), torch.as_tensor(box_tr), len(CLASSES), f.steps,
                                    generator, batch_size=f.batch_size, d_model=f.d_model, layers=f.layers,
                                    feature_dim=f.feature_dim)
@@ -157,7 +168,7 @@ class LayoutsDomain(Domain):
 
     def test_features(self) -> np.ndarray:
         if self._test_features is None:
-            self._test_features = self._features(*self.split()["test"])
+            self._test_features = self._features(*self.layouts("test"))
         return self._test_features
 
     def _features(self, classes: np.ndarray, boxes: np.ndarray, batch: int = 1024) -> np.ndarray:
