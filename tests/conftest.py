@@ -20,9 +20,20 @@ def real_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+@pytest.fixture(scope="session")
+def tiny_sd2(tmp_path_factory) -> Path:
+    """A random-weight Stable Diffusion 2 directory (diffusers layout, 64x64 images), built once per session."""
+    from pgraft.models.sd_random import save_random_sd2
+
+    return save_random_sd2(tmp_path_factory.mktemp("tiny_sd2") / "model")
+
+
 @pytest.fixture
-def small_params(real_params) -> dict:
-    return shrink(real_params)
+def small_params(real_params, tiny_sd2) -> dict:
+    p = shrink(real_params)
+    if "sd2" in p:  # the sd2 section loads the tiny random model through the real loading code
+        p["sd2"]["model"]["pretrained"] = str(tiny_sd2)
+    return p
 
 
 

@@ -100,6 +100,9 @@ def shrink(raw: dict) -> dict:
         p["digits_t2i"]["judges"]["steps"] = 30
         p["digits_t2i"]["features"]["steps"] = 20
         p["digits_t2i"].pop("finetune", None)
+    if "sd2" in p:  # pretrained stays as given: tests point it at a tiny random model (conftest tiny_sd2)
+        p["sd2"]["model"].update(resolution=64, precision="fp32", device="cpu", guidance_scale=3.0)
+        p["sd2"]["reward"].update(name="brightness", batch_size=32, chunk_size=64)
     if "ddpo" in p:
         p["ddpo"].update(checkpoints=[16, 32], prompts_per_batch=4, samples_per_prompt=4, minibatch_size=8)
     for d in ("qm9", "qm9_dedup"):

@@ -22,8 +22,17 @@ class Domain:
     #: shape of one sample (without the batch dimension)
     shape: ClassVar[tuple[int, ...]]
 
+    #: True: the base model is a published checkpoint (e.g. Stable Diffusion 2), loaded by the pretrain stage, not trained
+    pretrained: ClassVar[bool] = False
+
     def __init__(self, params: Any):
         self.params = params
+
+    def schedule(self, sampler: Any):
+        """The sampler the stages run (from params.sampler); a pretrained domain keeps its model's noise schedule."""
+        from pgraft.samplers.schedule import build_schedule
+
+        return build_schedule(sampler)
 
     def sample_data(self, n: int, generator: "torch.Generator") -> "torch.Tensor":
         """n training examples of the base model's data distribution (conditional domains: (x, prompts))."""

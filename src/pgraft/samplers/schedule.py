@@ -48,12 +48,17 @@ class Schedule:
         return out.prev_sample
 
 
-def build_schedule(params: SamplerParams) -> Schedule:
+def build_schedule(params: SamplerParams, config: dict | None = None) -> Schedule:
+    """The configured sampler; `config` (a pretrained model's scheduler config) fixes the noise schedule the
+    model was trained with (then only params' name, num_steps and eta apply)."""
     cls = SCHEDULERS.get(params.name)
-    kwargs = dict(num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
-                  clip_sample=False)
-    if params.name == "ddim":
-        kwargs["set_alpha_to_one"] = True
-    scheduler = cls(**kwargs)
+    if config is not None:
+        scheduler = cls.from_config(config)
+    else:
+        kwargs = dict(num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
+                      clip_sample=False)
+        if params.name == "ddim":
+            kwargs["set_alpha_to_one"] = True
+        scheduler = cls(**kwargs)
     scheduler.set_timesteps(params.num_steps)
     return Schedule(scheduler=scheduler, params=params)

@@ -20,7 +20,6 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.finetune.ddpo import train_ddpo
     from pgraft.io import atomic_dir, write_json
-    from pgraft.samplers.schedule import build_schedule
     from pgraft.stages.common import (StageError, auxiliary_dir, load_model, numpy_rng, save_model, score, seeded,
                                       set_threads)
 
@@ -34,7 +33,7 @@ def body(args, params) -> dict:
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
     domain.load_auxiliary(auxiliary_dir(args.model))
-    schedule = build_schedule(params.sampler)
+    schedule = domain.schedule(params.sampler)
     pool = domain.prompts("train")
     rng = numpy_rng(11, args.seed)
 

@@ -21,7 +21,6 @@ def body(args, params) -> dict:
     from pgraft.metrics.distances import DISTANCES
     from pgraft.metrics.diversity import mean_pairwise_distance
     from pgraft.metrics.tilt import tilt_weights
-    from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.stages.common import (auxiliary_dir, build_rule, check_samples, conditions, domain_metrics,
                                       load_model, score, seeded, set_threads)
@@ -30,7 +29,7 @@ def body(args, params) -> dict:
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
     domain.load_auxiliary(auxiliary_dir(args.model))
-    schedule = build_schedule(params.sampler)
+    schedule = domain.schedule(params.sampler)
     rule = build_rule(params, args.domain)
     ref = read_npz(args.reference, required=("x0", "domain"))
     check_samples(args.reference, ref, params, domain)

@@ -83,9 +83,7 @@ def body(args, params) -> dict:
         for b in ft.budgets:
             metrics[f"loss_b{b}"] = float(np.mean(losses[max(0, b - 20):b]))
     else:  # several GRAFT rounds: no mid-run resume (each round re-samples)
-        from pgraft.samplers.schedule import build_schedule
-
-        schedule = build_schedule(params.sampler)
+        schedule = domain.schedule(params.sampler)
         for b in ft.budgets:
             model = copy.deepcopy(base).requires_grad_(True)
             gen, round_data, round_cond = seeded(5, args.seed, args.k, b), data, cond

@@ -20,6 +20,8 @@ def body(args, params) -> dict:
 
     set_threads()
     domain = domains.build(args.domain, params)
+    if domain.pretrained:  # a published base (e.g. Stable Diffusion 2): its config is recorded, nothing is trained
+        return _published_base(args, params, domain)
     section = params.domain_params(args.domain)
     cfg = section.pretrain
     gen = seeded(1, cfg.seed)
@@ -64,6 +66,27 @@ def body(args, params) -> dict:
     with atomic_dir(args.out) as tmp:
         save_model(Path(tmp), model, args.domain, meta={"sampler": params.sampler.model_dump()})
         aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded(9, cfg.seed))
+        metrics.update({f"auxiliary_{k}": v for k, v in aux.items()})
+    write_json(args.metrics, metrics)
+    return {**metrics, "_artifacts": [args.metrics]}
+
+
+def _published_base(args, params, domain) -> dict:
+    """The base model directory of a pretrained domain: its config (no trainable weights) and sampling FLOPs."""
+    import torch
+
+    from pgraft.io import atomic_dir, write_json
+    from pgraft.metrics.flops import flops_per_call
+    from pgraft.stages.common import auxiliary_dir, save_model, seeded
+
+    model = domain.build_model().eval()
+    tokens = torch.as_tensor(domain.tokens(domain.prompts("train")[:1]))
+    metrics = {"steps": 0, "parameters": sum(p.numel() for p in model.parameters()),
+               "flops_per_sample": params.sampler.num_steps * flops_per_call(
+                   model, torch.zeros((1, *domain.shape)), torch.zeros(1).long(), tokens)}
+    with atomic_dir(args.out) as tmp:
+        save_model(Path(tmp), model, args.domain, meta={"sampler": params.sampler.model_dump()})
+        aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded(9, 0))
         metrics.update({f"auxiliary_{k}": v for k, v in aux.items()})
     write_json(args.metrics, metrics)
     return {**metrics, "_artifacts": [args.metrics]}

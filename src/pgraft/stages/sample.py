@@ -16,14 +16,13 @@ def body(args, params) -> dict:
 
     from pgraft import domains
     from pgraft.io import write_json, write_npz
-    from pgraft.samplers.schedule import build_schedule
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.stages.common import conditions, load_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
     base = load_model(args.model, domain)
-    schedule = build_schedule(params.sampler)
+    schedule = domain.schedule(params.sampler)
     m = params.group_size(args.domain)
     n = params.sample.num_groups * m
     grid = params.truncation_grid
