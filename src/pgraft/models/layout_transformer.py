@@ -43,7 +43,7 @@ class LayoutDenoiser(nn.Module):
     the slots, and the timestep embedding is added to every token before each block. `config` is saved
     next to the weights."""
 
-    def __init__(self, features: int, d_model: int = 32, layers: int = 2, heads: int = 2, ff: int = 64,
+    def __init__(self, features: int, d_model: int = 48, layers: int = 1, heads: int = 2, ff: int = 96,
                  t_dim: int = 32):
         super().__init__()
         self.config = {"features": features, "d_model": d_model, "layers": layers, "heads": heads, "ff": ff,
