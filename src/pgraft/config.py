@@ -262,6 +262,64 @@ class DigitsT2IParams(_Strict):
     filter: FilterParams | None = None
 
 
+class Sd2ModelParams(_Strict):
+    pretrained: str = Field("stabilityai/stable-diffusion-2-1-base", min_length=1)
+    resolution: int = Field(512, ge=8, le=2048)
+    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    guidance_scale: float = Field(7.5, ge=0.0)
+    lora_rank: int = Field(4, ge=1, le=256)
+    lora_alpha: float = Field(4.0, gt=0.0)
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, v: int) -> int:
+        if v % 8:
+            raise ValueError("must be a multiple of 8 (the VAE downsamples by 8)")
+        return v
+
+
+class Sd2PromptParams(_Strict):
+    path: str | None = None
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class Sd2RewardParams(_Strict):
+    name: str = "vqascore"
+    vqa_model: str = Field("clip-flant5-xxl", min_length=1)
+    command: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(3600.0, gt=0.0)
+    batch_size: int = Field(16, ge=1)
+    chunk_size: int = Field(512, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from pgraft.rewards.t2i import REWARDS
+
+        REWARDS.get(v)  # raises ValueError listing the valid names
+        return v
+
+
+class Sd2Params(_Strict):
+    model: Sd2ModelParams = Sd2ModelParams()
+    prompts: Sd2PromptParams = Sd2PromptParams()
+    reward: Sd2RewardParams = Sd2RewardParams()
+    metrics: list[str] = Field(default_factory=list)
+    finetune: FinetuneParams | None = None
+    filter: FilterParams | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _registered(cls, v: list[str]) -> list[str]:
+        from pgraft.rewards.t2i import REWARDS
+
+        for name in v:
+            REWARDS.get(name)
+        return v
+
+
 class CorrectorParams(_Strict):
     hidden: int = Field(256, ge=4)
     layers: int = Field(3, ge=1, le=16)
@@ -337,6 +395,7 @@ class Params(_Strict):
     layouts: LayoutsParams | None = None
     qm9: Qm9Params | None = None
     qm9_dedup: Qm9Params | None = None
+    sd2: Sd2Params | None = None
 
     @field_validator("domains")
     @classmethod
