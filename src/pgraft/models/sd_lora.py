@@ -61,29 +61,20 @@ def load_scheduler_config(pretrained: str) -> dict:
 class Sd2Parts:
     """The frozen components on one device and dtype, the adapters added to the UNet, and which one is active."""
 
-    def __init__(self, pretrained: str, precision: str, device: str):
-        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device: torch.device,
+                 dtype: torch.dtype):
+        from diffusers import DDIMScheduler
 
-        self.device = resolve_device(device)
-        # mixed precision on a GPU (fp16/bf16 frozen weights, fp32 LoRA); a CPU computes in fp32
-        self.dtype = DTYPES[precision] if self.device.type == "cuda" else torch.float32
-        loaded = {}
-        for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
-            try:
-                loaded[sub] = cls.from_pretrained(pretrained, subfolder=sub, **_source(pretrained))
-            except (OSError, ValueError, TypeError) as err:
-                raise ConfigError(f"sd2.model.pretrained={pretrained!r}: cannot load the Stable Diffusion 2 {sub} "
-                                  f"({type(err).__name__}: {err})") from err
-            loaded[sub].requires_grad_(False).eval().to(self.device, self.dtype)
-        self.unet, self.vae, self.text_encoder = loaded["unet"], loaded["vae"], loaded["text_encoder"]
-        self.tokenizer = load_tokenizer(pretrained)
-        self.scheduler_config = load_scheduler_config(pretrained)
-        self.alphas_cumprod = DDIMScheduler.from_config(self.scheduler_config).alphas_cumprod.float()
-        self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
+        self.device, self.dtype = device, dtype
+        for net in (unet, vae, text_encoder):
+            net.requires_grad_(False).eval().to(device, dtype)
+        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+        self.scheduler_config = scheduler_config
+        self.alphas_cumprod = DDIMScheduler.from_config(scheduler_config).alphas_cumprod.float()
+        self.prediction_type = scheduler_config.get("prediction_type", "epsilon")
         if (self.vae.config.latent_channels, 2 ** (len(self.vae.config.block_out_channels) - 1)) != (4, 8):
-            raise ConfigError(f"sd2.model.pretrained={pretrained!r}: expected a VAE with 4 latent channels that "
-                              f"downsamples by 8 (Stable Diffusion's)")
+            raise ConfigError("sd2.model.pretrained: expected a VAE with 4 latent channels that downsamples by 8 "
+                              "(Stable Diffusion's)")
         self.adapters: list[str] = []
         self.active = _UNKNOWN
         self._text: dict = {}
@@ -161,9 +152,24 @@ class Sd2Parts:
 
 def load_parts(pretrained: str, precision: str = "fp16", device: str = "auto") -> Sd2Parts:
     """The process's one copy of the frozen components of `pretrained` (loaded on first use)."""
-    key = (str(pretrained), precision, str(resolve_device(device)))
-    if key not in _PARTS:
-        _PARTS[key] = Sd2Parts(str(pretrained), precision, device)
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    device = resolve_device(device)
+    key = (str(pretrained), precision, str(device))
+    if key in _PARTS:
+        return _PARTS[key]
+    loaded = {}
+    for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
+        try:
+            loaded[sub] = cls.from_pretrained(pretrained, subfolder=sub, **_source(pretrained))
+        except (OSError, ValueError, TypeError) as err:
+            raise ConfigError(f"sd2.model.pretrained={pretrained!r}: cannot load the Stable Diffusion 2 {sub} "
+                              f"({type(err).__name__}: {err})") from err
+    # mixed precision on a GPU (fp16/bf16 frozen weights, fp32 LoRA); a CPU computes in fp32
+    dtype = DTYPES[precision] if device.type == "cuda" else torch.float32
+    _PARTS[key] = Sd2Parts(**loaded, tokenizer=load_tokenizer(pretrained),
+                           scheduler_config=load_scheduler_config(pretrained), device=device, dtype=dtype)
     return _PARTS[key]
 
 
