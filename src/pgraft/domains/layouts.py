@@ -19,6 +19,7 @@ COLOURS = ("#4c72b0", "#c44e52", "#dd8452", "#55a868", "#8172b3")
 class LayoutsDomain(Domain):
     name = "layouts"
     gallery_size = 12
+    table_metrics = ("alignment", "overlap", "num_boxes", "max_iou", "fd")
 
     def __init__(self, params):
         super().__init__(params)

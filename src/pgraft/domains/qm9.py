@@ -47,6 +47,7 @@ class Qm9Domain(Domain):
     name = "qm9"
     shape = (mol_graph.NUM_FEATURES,)
     gallery_size = 12
+    table_metrics = ("validity", "uniqueness", "novelty", "qed_mean", "sa_mean")
 
     def __init__(self, params):
         super().__init__(params)
