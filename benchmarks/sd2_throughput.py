@@ -19,8 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from pgraft.config import SamplerParams  # noqa: E402
-from pgraft.models.sd_lora import Sd2LoraModel, Sd2Parts, load_scheduler_config, stitched_sample  # noqa: E402
+from pgraft.models.sd_lora import Sd2LoraModel, Sd2Parts, stitched_sample  # noqa: E402
 from pgraft.models.sd_random import random_components  # noqa: E402
+from pgraft.samplers.rollout import sample_in_batches  # noqa: E402
 from pgraft.samplers.schedule import build_schedule  # noqa: E402
 
 
@@ -87,8 +88,15 @@ def main(argv=None) -> int:
             stitched_sample(ft, base, k, schedule, x, tokens, g)
         return call
 
-    runs = {"diffusers_pipeline": diffusers_call, "ours_k0_stage_path": ours(0, False),
-            f"ours_k{steps // 2}_stage_path": ours(steps // 2, False), "ours_k0_on_device": ours(0, True)}
+    def stage_path(k):  # exactly what the sample / evaluate stages run: CPU generator, batch kept on the device
+        def call():
+            sample_in_batches(lambda i: ft if i < k else base, schedule, batch, shape[1:],
+                              torch.Generator().manual_seed(0), batch, cond=tokens, device=device)
+        return call
+
+    runs = {"diffusers_pipeline": diffusers_call, "ours_k0_stage_path": stage_path(0),
+            f"ours_k{steps // 2}_stage_path": stage_path(steps // 2), "ours_k0_on_device": ours(0, True),
+            "ours_k0_latents_on_cpu": ours(0, False)}
     seconds = {name: timed(fn, args.repeats, device) for name, fn in runs.items()}
     ips = {name: batch / s for name, s in seconds.items()}
     ref = ips["diffusers_pipeline"]

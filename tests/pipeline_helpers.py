@@ -120,6 +120,17 @@ def shrink(raw: dict) -> dict:
     return p
 
 
+ENGINE_DOMAINS = ["gaussian", "digits_t2i"]  # one unconditional and one prompt-conditioned (with DDPO) domain
+
+
+def engine_shrink(raw: dict) -> dict:
+    """shrink() cut to ENGINE_DOMAINS (and the flow chain): for the whole-workflow runs of the engines, where
+    every extra domain adds the same stage kinds again (each domain's stages run in test_stages)."""
+    p = shrink(raw)
+    p["domains"] = [d for d in p["domains"] if d in ENGINE_DOMAINS]
+    return p
+
+
 def write_params(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -14,12 +14,26 @@ from pgraft.samplers.schedule import SCHEDULERS, build_schedule
 from pgraft.stages.common import load_model, save_model
 
 
+def _build(name, small_params):
+    raw = dict(small_params)
+    if domains.REGISTRY.get(name).kind == "diffusion" and name not in raw["domains"]:
+        raw["domains"] = [*raw["domains"], name]
+    return domains.build(name, parse_params(raw))
+
+
 @pytest.fixture(params=domains.REGISTRY.names())
 def domain(request, small_params):
-    raw = dict(small_params)
-    if domains.REGISTRY.get(request.param).kind == "diffusion" and request.param not in raw["domains"]:
-        raw["domains"] = [*raw["domains"], request.param]
-    return domains.build(request.param, parse_params(raw))
+    return _build(request.param, small_params)
+
+
+@pytest.fixture(params=[n for n in domains.REGISTRY.names() if domains.REGISTRY.get(n).conditional])
+def conditional_domain(request, small_params):
+    return _build(request.param, small_params)
+
+
+@pytest.fixture(params=[n for n in domains.REGISTRY.names() if domains.REGISTRY.get(n).gallery_size])
+def gallery_domain(request, small_params):
+    return _build(request.param, small_params)
 
 
 def _data(domain, n, seed):
@@ -49,9 +63,8 @@ def test_domain_data_model_reward(domain, tmp_path):
     assert all(np.isfinite(v) for v in domain.extra_metrics(x.numpy(), *given).values())
 
 
-def test_domain_prompts_are_split(domain):
-    if not domain.conditional:
-        pytest.skip("unconditional domain: no prompts")
+def test_domain_prompts_are_split(conditional_domain):
+    domain = conditional_domain
     train, held = domain.prompts("train"), domain.prompts("heldout")
     assert train and held and not set(train) & set(held)
     tokens = domain.tokens(train)
@@ -59,9 +72,8 @@ def test_domain_prompts_are_split(domain):
     assert len({tuple(t) for t in tokens}) == len(train)  # distinct prompts, distinct token rows
 
 
-def test_domain_gallery_draws(domain):
-    if not domain.gallery_size:
-        pytest.skip("no gallery for this domain")
+def test_domain_gallery_draws(gallery_domain):
+    domain = gallery_domain
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_helpers import BIN, ROOT, project_copy as _project_copy, run_cmd as _run, shrink
+from pipeline_helpers import BIN, ROOT, engine_shrink, project_copy as _project_copy, run_cmd as _run
 
 
 def _norm(cmd: str) -> str:
@@ -61,7 +61,7 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
 
 @pytest.fixture(scope="module")
 def engine_runs(tmp_path_factory, real_params):
-    params = shrink(real_params)
+    params = engine_shrink(real_params)
     dvc_repo = _project_copy(tmp_path_factory.mktemp("dvc"), params)
     _run([f"{BIN}/dvc", "repro"], dvc_repo)
     smk_repo = _project_copy(tmp_path_factory.mktemp("smk"), params)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import shrink, write_params
+from pipeline_helpers import engine_shrink, write_params
 from pipeline_helpers import stage_commands
 
 
@@ -27,7 +27,7 @@ def module_args(mod, args: list[str]) -> list[str]:
 def prepared(tmp_path_factory, real_params):
     """Run the real stages once (shrunk params) up to and including the whole pipeline."""
     work = tmp_path_factory.mktemp("rel")
-    params = shrink(real_params)
+    params = engine_shrink(real_params)
     params["finetune"].update(budgets=[20, 60, 200], checkpoint_every=20)
     write_params(work / "params.yaml", params)
     mp = pytest.MonkeyPatch()

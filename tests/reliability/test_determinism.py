@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline_helpers import BIN, project_copy, run_cmd, shrink
+from pipeline_helpers import BIN, engine_shrink, project_copy, run_cmd
 
 
 def _out_hashes(repo) -> dict:
@@ -15,7 +15,7 @@ def _out_hashes(repo) -> dict:
 
 @pytest.mark.slow
 def test_two_forced_repros_give_identical_output_hashes(tmp_path, real_params):
-    repo = project_copy(tmp_path, shrink(real_params))
+    repo = project_copy(tmp_path, engine_shrink(real_params))
     run_cmd([f"{BIN}/dvc", "repro"], repo)
     first = _out_hashes(repo)
     run_cmd([f"{BIN}/dvc", "repro", "--force"], repo)

@@ -28,6 +28,11 @@ class Domain:
     def __init__(self, params: Any):
         self.params = params
 
+    @property
+    def device(self) -> str:
+        """Where the stages keep a sampling batch during a rollout (the network's device)."""
+        return "cpu"
+
     def schedule(self, sampler: Any):
         """The sampler the stages run (from params.sampler); a pretrained domain keeps its model's noise schedule."""
         from pgraft.samplers.schedule import build_schedule

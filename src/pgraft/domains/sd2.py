@@ -69,6 +69,13 @@ class Sd2Domain(Domain):
 
     # --- the pretrained model ---
 
+    @property
+    def device(self) -> str:
+        """The UNet's device: sampling batches stay there for the whole rollout."""
+        from pgraft.models.sd_lora import resolve_device
+
+        return str(resolve_device(self.params.model.device))
+
     def parts(self):
         from pgraft.models.sd_lora import load_parts
 

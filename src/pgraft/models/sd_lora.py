@@ -119,10 +119,11 @@ class Sd2Parts:
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Text-encoder states of token rows (frozen; the last batch is cached: a sampling loop reuses it)."""
         key = "cond"
+        tokens = tokens.to(self.device)  # a no-op when the sampler keeps its batch on the device
         last = self._text.get(key)
         if last is None or last[0].shape != tokens.shape or not torch.equal(last[0], tokens):
             with torch.no_grad():
-                states = self.text_encoder(tokens.to(self.device))[0]
+                states = self.text_encoder(tokens)[0]
             last = self._text[key] = (tokens.clone(), states)
         return last[1]
 

@@ -64,10 +64,13 @@ def sample_in_batches(
     keep: Iterable[int] = (),
     progress: bool = False,
     cond: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Draw n samples in batches; noise and step noise come from one generator, in order.
 
-    `cond` (n rows, or None) conditions sample j on cond[j] (prompt-conditioned domains)."""
+    `cond` (n rows, or None) conditions sample j on cond[j] (prompt-conditioned domains). With a `device`
+    (e.g. "cuda") each batch lives there for the whole rollout: the noise is still drawn from the CPU
+    generator (the same numbers on every device) and only the results come back to the CPU."""
     keep = sorted(set(keep))
     finals, kept = [], {k: [] for k in keep}
     starts = range(0, n, batch_size)
@@ -77,10 +80,10 @@ def sample_in_batches(
         starts = tqdm(starts, desc="sampling", unit="batch", leave=False)
     for start in starts:
         b = min(batch_size, n - start)
-        x_T = torch.randn((b, *shape), generator=generator)
-        c = None if cond is None else cond[start:start + b]
+        x_T = torch.randn((b, *shape), generator=generator).to(device)
+        c = None if cond is None else cond[start:start + b].to(device)
         x0, states = rollout(model_for_step, schedule, x_T, generator, keep, cond=c)
-        finals.append(x0)
+        finals.append(x0.cpu())
         for k in keep:
-            kept[k].append(states[k])
+            kept[k].append(states[k].cpu())
     return torch.cat(finals), {k: torch.cat(v) for k, v in kept.items()}

@@ -55,7 +55,8 @@ def body(args, params) -> dict:
         def draw(count, cond, stream):
             # common random numbers: the same noise for every k and budget of a seed (paired comparisons)
             x, _ = sample_in_batches(lambda i: ft if i < args.k else base, schedule, count, domain.shape,
-                                     seeded(stream, args.seed), params.sample.batch_size, cond=cond)
+                                     seeded(stream, args.seed), params.sample.batch_size, cond=cond,
+                                     device=domain.device)
             return x.numpy()
 
         row: dict = {}

@@ -124,7 +124,8 @@ def _resample(model, base, schedule, domain, rule, params, args, gen, key):
     prompts, cond = conditions(domain, "train", n, group_size=m)
     model.eval()
     x0, kept = sample_in_batches(lambda i: model if i < args.k else base, schedule, n, domain.shape, gen,
-                                 params.sample.batch_size, keep=[args.k], cond=cond)
+                                 params.sample.batch_size, keep=[args.k], cond=cond,
+                                 device=domain.device)
     model.train()
     groups = torch.arange(n).numpy() // m
     r = score(domain, x0.numpy(), prompts)

@@ -30,10 +30,12 @@ def body(args, params) -> dict:
     ref_prompts, ref_cond = conditions(domain, "train", params.sample.reference_size)
     t0 = time.perf_counter()
     x0, kept = sample_in_batches(lambda i: base, schedule, n, domain.shape, seeded(2, args.seed),
-                                 params.sample.batch_size, keep=grid, progress=True, cond=cond)
+                                 params.sample.batch_size, keep=grid, progress=True, cond=cond,
+                                 device=domain.device)
     elapsed = time.perf_counter() - t0
     ref, _ = sample_in_batches(lambda i: base, schedule, params.sample.reference_size, domain.shape,
-                               seeded(3, args.seed), params.sample.batch_size, cond=ref_cond)
+                               seeded(3, args.seed), params.sample.batch_size, cond=ref_cond,
+                               device=domain.device)
     groups = np.arange(n) // m
     extra = {} if prompts is None else {"prompt": prompts}
     ref_extra = {} if ref_prompts is None else {"prompt": ref_prompts}
