@@ -81,7 +81,9 @@ def _galleries(galleries: dict, params, out) -> list:
                 domain.draw(ax, x, galleries[f"{name}__{m}__prompt"])
             else:
                 domain.draw(ax, x)
-            ax.set_ylabel(_method_label(m, params.sampler.num_steps), rotation=0, ha="right", va="center", fontsize=8)
+            # a label beside the row that shows even when the domain's drawing turns the axes off
+            ax.text(-0.01, 0.5, _method_label(m, params.sampler.num_steps), transform=ax.transAxes, ha="right",
+                    va="center", fontsize=8)
         fig.suptitle(f"{name}: samples per method (seed {params.seeds[0]}, largest budget)", fontsize=9)
         fig.tight_layout()
         written += _save(fig, out / f"{name}_samples", formats=("png",))
