@@ -13,60 +13,28 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from pgraft.stages import (aggregate, correct, ddpo, evaluate, evaluate_flow, figures, filter as filter_stage,
-                           finetune, invert, pretrain, reward, sample)
-
-
 def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[object, list[str]]]:
+    """Every stage command of the pipeline in table order (a topological order), from the stage table."""
+    import importlib
+
+    from pgraft.pipeline.table import STAGES, instances, lookup
+
+    def fmt_for(point):
+        def fmt(kind, value):
+            if kind == "axis":
+                return str(point[value])
+            if kind == "param":
+                return str(lookup(params, value))
+            return value.pattern.format(**point)
+        return fmt
+
     cmds = []
-    for d in params["domains"]:
-        cmds.append((pretrain, ["--domain", d, "--out", f"results/{d}/base",
-                                "--metrics", f"results/metrics/{d}/pretrain.json"]))
-        for s in params["seeds"]:
-            sd, md = f"results/{d}/seed{s}", f"results/metrics/{d}/seed{s}"
-            common = ["--domain", d, "--seed", str(s)]
-            cmds.append((sample, common + ["--model", f"results/{d}/base", "--out", f"{sd}/samples.npz",
-                                           "--reference", f"{sd}/reference.npz", "--metrics", f"{md}/sample.json"]))
-            cmds.append((reward, common + ["--model", f"results/{d}/base", "--samples", f"{sd}/samples.npz", "--reference", f"{sd}/reference.npz",
-                                           "--out", f"{sd}/rewards.parquet"]))
-            cmds.append((filter_stage, common + ["--samples", f"{sd}/samples.npz", "--rewards", f"{sd}/rewards.parquet",
-                                                 "--out", f"{sd}/selection.parquet", "--acceptance",
-                                                 f"{md}/acceptance.csv", "--metrics", f"{md}/filter.json"]))
-            for k in params["truncation_grid"]:
-                ck = common + ["--k", str(k)]
-                cmds.append((finetune, ck + ["--model", f"results/{d}/base", "--samples", f"{sd}/samples.npz",
-                                             "--selection", f"{sd}/selection.parquet", "--out", f"{sd}/k{k}/finetuned"]))
-                cmds.append((evaluate, ck + ["--model", f"results/{d}/base", "--finetuned", f"{sd}/k{k}/finetuned",
-                                             "--reference", f"{sd}/reference.npz", "--rewards", f"{sd}/rewards.parquet",
-                                             "--out", f"{md}/k{k}/evaluate.json", "--gallery", f"{md}/k{k}/gallery.npz"]))
-            if d in params.get("ddpo", {}).get("domains", []):
-                n_steps = str(params.get("sampler", {}).get("num_steps", 20))
-                cmds.append((ddpo, common + ["--model", f"results/{d}/base", "--out", f"{sd}/ddpo/finetuned",
-                                             "--metrics", f"{md}/ddpo/train.json"]))
-                cmds.append((evaluate, common + ["--k", n_steps, "--model", f"results/{d}/base", "--finetuned",
-                                                 f"{sd}/ddpo/finetuned", "--reference", f"{sd}/reference.npz",
-                                                 "--rewards", f"{sd}/rewards.parquet", "--out", f"{md}/ddpo/evaluate.json",
-                                                 "--gallery", f"{md}/ddpo/gallery.npz"]))
-    for d in params.get("inc", {}).get("domains", []):
-        cmds.append((pretrain, ["--domain", d, "--out", f"results/{d}/base", "--metrics",
-                                f"results/metrics/{d}/pretrain.json", "--features", f"results/{d}/features"]))
-        for n in params["inc"]["corrected_steps"]:
-            cmds.append((invert, ["--domain", d, "--n", str(n), "--model", f"results/{d}/base", "--out",
-                                  f"results/{d}/inc/n{n}/inverted.npz", "--metrics",
-                                  f"results/metrics/{d}/inc/n{n}/invert.json"]))
-            for s in params["seeds"]:
-                cmds.append((correct, ["--domain", d, "--seed", str(s), "--n", str(n), "--inverted",
-                                       f"results/{d}/inc/n{n}/inverted.npz", "--out",
-                                       f"results/{d}/seed{s}/inc/n{n}/corrector"]))
-        for s in params["seeds"]:
-            cmds.append((evaluate_flow, ["--domain", d, "--seed", str(s), "--model", f"results/{d}/base",
-                                         "--features", f"results/{d}/features", "--correctors-dir",
-                                         f"results/{d}/seed{s}/inc", "--out", f"results/metrics/{d}/seed{s}/inc.json"]))
-    cmds.append((aggregate, ["--metrics-dir", "results/metrics", "--out", "results/summary.csv",
-                             "--plots-dir", "results/plots", "--galleries", "results/galleries.npz"]))
-    cmds.append((figures, ["--summary", "results/summary.csv", "--galleries", "results/galleries.npz",
-                           "--out", "results/figures"]))
-    return [(mod, ["--params", pfile, *args]) for mod, args in cmds]
+    for stage in STAGES:
+        module = importlib.import_module(stage.module)
+        for point in instances(stage, params):
+            argv = stage.command(fmt_for(point)).split()[3:]  # drop "python -m <module>"
+            cmds.append((module, ["--params", pfile, *argv]))
+    return cmds
 
 
 def run_all(params: dict, workdir: Path) -> None:
@@ -160,11 +128,12 @@ def run_cmd(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
 def project_copy(dst: Path, params: dict | None) -> Path:
     for name in ("src", "workflow"):
         shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
     if params is None:
         shutil.copy(ROOT / "params.yaml", dst / "params.yaml")
+        shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
     else:
         write_params(dst / "params.yaml", params)
+        run_cmd([f"{BIN}/pgraft", "pipeline", "dvc"], dst)  # dvc.yaml for these params' domains
     run_cmd(["git", "init", "-q"], dst)
     run_cmd([f"{BIN}/dvc", "init", "-q"], dst)
     run_cmd([f"{BIN}/dvc", "config", "core.analytics", "false"], dst)

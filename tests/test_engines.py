@@ -53,7 +53,7 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
     seeds, grid, inc = len(p["seeds"]), len(p["truncation_grid"]), p["inc"]
     flow = len(inc["domains"]) * (1 + len(inc["corrected_steps"]) * (1 + seeds) + seeds)
     ddpo = 2 * len(p["ddpo"]["domains"]) * seeds  # ddpo + evaluate_ddpo per seed
-    assert len(dvc) == len(p["domains"]) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 2
+    assert len(dvc) == len(p["domains"]) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 3  # + validate
     outs = {o.rstrip("/") for o in dvc_outputs(repo)}
     smk_outs = {o.rstrip("/") for o in snakemake_outputs(repo)}
     assert outs <= smk_outs, sorted(outs - smk_outs)[:5]
@@ -98,4 +98,4 @@ def test_dvc_exp_run_with_set_param(engine_runs):
     _run(["git", "add", "-A"], repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], repo)
     out = _run([f"{BIN}/dvc", "exp", "run", "-S", "finetune.learning_rate=0.002"], repo)
-    assert "Running stage 'finetune@gaussian-0-2'" in out and "Running stage 'pretrain@gaussian'" not in out
+    assert "Running stage 'finetune-gaussian@0-2'" in out and "Running stage 'pretrain-gaussian'" not in out

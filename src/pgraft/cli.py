@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     epilog = "stages:\n" + "\n".join(f"  {n:<10} {STAGE_HELP[n]}" for n in STAGES) + (
         "\n\nother commands:\n  validate   check params.yaml and print the resolved settings"
         "\n  schema     print the JSON Schema of params.yaml"
+        "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml from the stage table (--check: fail if stale);"
+        "\n             `pgraft pipeline show`: the stages, their matrices, params keys and code files"
         "\n  track      `pgraft track sync`: mirror spooled stage records into MLflow"
         "\n\n`pgraft <command> --help` shows each command's options.")
     top = argparse.ArgumentParser(prog="pgraft", description="Reward fine-tuning of diffusion models by "
                                   "rejection sampling (GRAFT / P-GRAFT): pipeline stages and tools.",
                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("command", choices=[*STAGES, "validate", "schema", "track"], metavar="command")
+    top.add_argument("command", choices=[*STAGES, "validate", "schema", "track", "pipeline"], metavar="command")
     top.add_argument("rest", nargs=argparse.REMAINDER)
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
@@ -52,7 +54,65 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.command == "validate":
         return _validate(rest)
+    if ns.command == "pipeline":
+        return _pipeline(rest)
     return _track(rest)
+
+
+def _pipeline(rest: list[str]) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from pgraft.config import ConfigError, load_params
+
+    p = argparse.ArgumentParser(prog="pgraft pipeline", description="The stage table that both engines run.")
+    p.add_argument("action", choices=["dvc", "show"], help="dvc: write dvc.yaml; show: print the stage table")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", default="dvc.yaml", help="dvc.yaml path (action dvc)")
+    p.add_argument("--check", action="store_true", help="do not write: exit 1 if --out differs from the table's")
+    args = p.parse_args(rest)
+    try:
+        load_params(args.params)
+    except ConfigError as err:
+        print(f"pgraft pipeline: error: {err}", file=sys.stderr)
+        return 2
+    raw = yaml.safe_load(Path(args.params).read_text())
+    if args.action == "show":
+        return _show(raw)
+    from pgraft.io import atomic_path
+    from pgraft.pipeline.dvc_yaml import render
+
+    text = render(raw)
+    out = Path(args.out)
+    if args.check:
+        fresh = out.exists() and out.read_text() == text
+        print(f"{out}: {'up to date' if fresh else 'STALE: run `pgraft pipeline dvc`'}")
+        return 0 if fresh else 1
+    if out.exists() and out.read_text() == text:
+        print(f"{out}: up to date")
+        return 0
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    print(f"{out}: written from the stage table")
+    return 0
+
+
+def _show(raw: dict) -> int:
+    from pathlib import Path
+
+    from pgraft.pipeline.code_deps import stage_files
+    from pgraft.pipeline.table import STAGES, domain_list, instances, params_keys
+
+    for stage in STAGES:
+        domains = domain_list(stage, raw) if stage.domains else [None]
+        n = sum(1 for _ in instances(stage, raw))
+        print(f"{stage.name}: {n} job(s), axes {list(stage.axes) or '-'}, module {stage.module}")
+        for d in domains:
+            files = stage_files(stage.module, d, Path("."))
+            label = d or "(all)"
+            print(f"  {label}: params {params_keys(stage, d, raw)}; {len(files)} source files")
+    return 0
 
 
 def _validate(rest: list[str]) -> int:

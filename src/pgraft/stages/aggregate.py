@@ -9,6 +9,7 @@ DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current pa
        "check of every registered GRS rule, write small CSVs for `dvc plots show`, and mirror the spooled "
        "stage records into MLflow.")
 
+METRICS_ROOT = "results/metrics"  # the table's metrics paths lie under it; --metrics-dir may move it
 COLUMNS = ["kind", "domain", "rule", "seed", "k", "budget", "metric", "x", "value"]
 # parameters for the acceptance-law check of each registered rule (rewards ~ N(0, 1) for the reward rules)
 MC_RULES = {"best_of_n": {"n": 4}, "top_k": {"m": 8, "k": 2}, "threshold": {"tau": 0.5},
@@ -24,52 +25,54 @@ def body(args, params) -> dict:
     from pgraft.stages import tracking
     from pgraft.stages.common import StageError
 
-    root = Path(args.metrics_dir)
+    at = _locator(args.metrics_dir)
     rows: list[dict] = []
     for domain in params.domains:
-        pre = read_json(root / domain / "pretrain.json")
+        pre = read_json(at("pretrain", "metrics", domain=domain))
         rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
         for seed in params.seeds:
-            sdir = root / domain / f"seed{seed}"
-            for m, v in read_json(sdir / "filter.json").items():
+            for m, v in read_json(at("filter", "metrics", domain=domain, seed=seed)).items():
                 rows.append(_row("filter", domain, seed=seed, metric=m, value=v, rule=params.filter_for(domain).name))
-            acc = read_table(sdir / "acceptance.csv", columns=("u_center", "empirical", "closed_form"))
+            acc = read_table(at("filter", "acceptance", domain=domain, seed=seed), columns=("u_center", "empirical", "closed_form"))
             for rec in acc.to_dict("records"):
                 for m in ("empirical", "closed_form"):
                     rows.append(_row("acceptance", domain, seed=seed, rule=rec["rule"], metric=m,
                                      x=rec["u_center"], value=rec[m]))
             for k in params.truncation_grid:
-                ev = read_json(sdir / f"k{k}" / "evaluate.json")
+                path = at("evaluate", "out", domain=domain, seed=seed, k=k)
+                ev = read_json(path)
                 for b in params.finetune_for(domain).budgets:
                     if f"b{b}" not in ev:
-                        raise StageError(f"{sdir}/k{k}/evaluate.json has no budget {b}; rerun evaluate")
+                        raise StageError(f"{path} has no budget {b}; rerun evaluate")
                     for m, v in ev[f"b{b}"].items():
                         rows.append(_row("evaluate", domain, seed=seed, k=k, budget=b, metric=m, value=v))
                 for m in ("target_reward_mean", "base_reward_mean"):
                     rows.append(_row("reference", domain, seed=seed, k=k, metric=m, value=ev[m]))
             if domain in params.ddpo.domains:  # the policy-gradient baseline; budget = reward evaluations
-                for rec in read_json(sdir / "ddpo" / "train.json")["log"]:
+                for rec in read_json(at("ddpo", "metrics", domain=domain, seed=seed))["log"]:
                     rows.append(_row("ddpo_train", domain, seed=seed, budget=rec["reward_evaluations"],
                                      metric="reward_mean", value=rec["reward_mean"], rule="ddpo"))
-                ev = read_json(sdir / "ddpo" / "evaluate.json")
+                path = at("evaluate_ddpo", "out", domain=domain, seed=seed)
+                ev = read_json(path)
                 for b in params.ddpo.checkpoints:
                     if f"b{b}" not in ev:
-                        raise StageError(f"{sdir}/ddpo/evaluate.json has no checkpoint {b}; rerun evaluate_ddpo")
+                        raise StageError(f"{path} has no checkpoint {b}; rerun evaluate_ddpo")
                     for m, v in ev[f"b{b}"].items():
                         rows.append(_row("ddpo", domain, seed=seed, k=params.sampler.num_steps, budget=b,
                                          metric=m, value=v, rule="ddpo"))
     for domain in params.inc.domains:
-        pre = read_json(root / domain / "pretrain.json")
+        pre = read_json(at("pretrain_flow", "metrics", domain=domain))
         rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
         for n in params.inc.corrected_steps:
-            inv = read_json(root / domain / "inc" / f"n{n}" / "invert.json")
+            inv = read_json(at("invert", "metrics", domain=domain, n=n))
             rows += [_row("invert", domain, metric=m, value=v, x=n) for m, v in inv.items() if m != "n"]
         for seed in params.seeds:
-            res = read_json(root / domain / f"seed{seed}" / "inc.json")
+            path = at("evaluate_flow", "out", domain=domain, seed=seed)
+            res = read_json(path)
             for method, steps in (("base", params.inc.base_steps), ("inc", params.inc.corrected_steps)):
                 for n in steps:
                     if f"{method}_n{n}" not in res:
-                        raise StageError(f"{root / domain}/seed{seed}/inc.json has no {method}_n{n}; rerun evaluate_flow")
+                        raise StageError(f"{path} has no {method}_n{n}; rerun evaluate_flow")
                     for m in ("fid", "flops_per_image"):
                         rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,
                                          value=res[f"{method}_n{n}"][m]))
@@ -77,7 +80,7 @@ def body(args, params) -> dict:
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_dir(args.plots_dir) as tmp:
         _plot_csvs(table, Path(tmp), params)
-    _collect_galleries(root, params, args.galleries)
+    _collect_galleries(at, params, args.galleries)
     write_table(args.out, table)
     if params.tracking.enabled:
         stats = tracking.sync(params.tracking.uri, params.tracking.experiment)
@@ -85,16 +88,27 @@ def body(args, params) -> dict:
     return {"rows": len(table), "_artifacts": [args.out]}
 
 
-def _collect_galleries(root, params, out) -> None:
+def _locator(metrics_dir):
+    """Where the stage table puts one output, with results/metrics moved to `metrics_dir`."""
+    from pathlib import Path
+
+    from pgraft.pipeline import path
+
+    def at(stage: str, option: str, **point) -> Path:
+        return Path(metrics_dir) / Path(path(stage, option, **point)).relative_to(METRICS_ROOT)
+    return at
+
+
+def _collect_galleries(at, params, out) -> None:
     """The first seed's gallery samples of every (domain, k) and of DDPO, in one npz for the figures stage."""
     from pgraft.io import read_npz, write_npz
 
     arrays = {}
     seed = params.seeds[0]
     for domain in params.domains:
-        methods = [(f"k{k}", root / domain / f"seed{seed}" / f"k{k}" / "gallery.npz") for k in params.truncation_grid]
+        methods = [(f"k{k}", at("evaluate", "gallery", domain=domain, seed=seed, k=k)) for k in params.truncation_grid]
         if domain in params.ddpo.domains:
-            methods.append(("ddpo", root / domain / f"seed{seed}" / "ddpo" / "gallery.npz"))
+            methods.append(("ddpo", at("evaluate_ddpo", "gallery", domain=domain, seed=seed)))
         for name, path in methods:
             g = read_npz(path, required=("x",))
             if len(g["x"]) == 0:

@@ -1,0 +1,100 @@
+"""Snakemake rules as data, from the stage table: workflow/Snakefile defines one rule per stage in a loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from pgraft.pipeline.code_deps import stage_files
+from pgraft.pipeline.table import DOMAIN_PARAMS, STAGES, VALIDATED, Stage, domain_list, instances, lookup, run_domains
+
+
+@dataclass
+class Rule:
+    """Everything a Snakemake `rule:` needs, with wildcard-dependent parts as functions of the wildcards."""
+
+    name: str
+    inputs: Callable[[object], dict]
+    outputs: dict[str, tuple[str, bool]]  # name -> (pattern, is a directory)
+    params: dict[str, Callable[[object], object]]
+    log: str
+    shell: str
+    domains: list[str] | None
+    local: bool
+
+
+def _wildcard_pattern(pattern: str) -> str:
+    return pattern.replace("{", "{wildcards.")
+
+
+def _shell(stage: Stage) -> str:
+    def fmt(kind: str, value) -> str:
+        if kind == "axis":
+            return "{wildcards.%s}" % value
+        if kind == "param":
+            return "{params.%s}" % _param_name(value)
+        return _wildcard_pattern(value.pattern)
+    return stage.command(fmt) + " > {log} 2>&1"
+
+
+def _param_name(key: str) -> str:
+    return "domain_section" if key == DOMAIN_PARAMS else key.replace(".", "__").replace("*", "all_domains")
+
+
+class Plan:
+    """The rules of the workflow for one raw params dict (the Snakemake config) and one repository root."""
+
+    def __init__(self, config: dict, root: Path):
+        self.config = config
+        self.root = Path(root)
+        self._outputs = sorted({p.pattern.format(**pt) for s in STAGES for pt in instances(s, config)
+                                for p in s.outputs})
+
+    @lru_cache(maxsize=None)
+    def code(self, module: str, domain: str | None) -> tuple[str, ...]:
+        return tuple(stage_files(module, domain, self.root))
+
+    def upstream(self, path: str) -> list[str]:
+        """An input path itself, or, where no stage writes it, every stage output lying under it."""
+        if path in self._outputs or not any(o.startswith(path + "/") for o in self._outputs):
+            return [path]
+        return [o for o in self._outputs if o.startswith(path + "/")]
+
+    def _inputs(self, stage: Stage) -> Callable[[object], dict]:
+        def inputs(wildcards) -> dict:
+            point = dict(wildcards.items())
+            out: dict = {"code": list(self.code(stage.module, point.get("domain")))}
+            if stage.name != "validate":
+                out["validated"] = VALIDATED
+            for i, p in enumerate(stage.inputs):
+                out[f"in{i}"] = self.upstream(p.pattern.format(**point))
+            return out
+        return inputs
+
+    def _params(self, stage: Stage) -> dict[str, Callable]:
+        cfg = self.config
+        out: dict[str, Callable] = {}
+        for key in stage.params:
+            if key == DOMAIN_PARAMS:
+                out[_param_name(key)] = lambda w: cfg.get(w.domain)
+            elif key == "*":
+                out[_param_name(key)] = lambda w: {d: cfg.get(d) for d in run_domains(cfg)}
+            else:
+                out[_param_name(key)] = lambda w, k=key: lookup(cfg, k)
+        for option, key in stage.fixed.items():
+            out[_param_name(key)] = lambda w, k=key: lookup(cfg, k)
+        return out
+
+    def rules(self) -> list[Rule]:
+        return [Rule(name=s.name, inputs=self._inputs(s),
+                     outputs={p.option: (p.pattern, p.is_dir) for p in s.outputs},
+                     params=self._params(s), log=s.log(), shell=_shell(s),
+                     domains=domain_list(s, self.config) if s.domains else None, local=s.local)
+                for s in STAGES]
+
+    def targets(self) -> list[str]:
+        """What `rule all` asks for: the report stages' outputs."""
+        return [p.pattern for s in STAGES if s.local and s.name != "validate" for p in s.outputs]
+

@@ -1,0 +1,211 @@
+"""The stage table: every stage of the pipeline, its matrix, inputs, outputs and the params keys it reads."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+# Where a matrix axis takes its values from (params keys); `domain` depends on the stage's `domains` source.
+AXIS_SOURCE = {"seed": "seeds", "k": "truncation_grid", "n": "inc.corrected_steps"}
+DOMAIN_SOURCE = {"reward": "domains", "ddpo": "ddpo.domains", "inc": "inc.domains"}
+DOMAIN_PARAMS = "{domain}"  # in a stage's params: the section of the stage's own domain
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of a stage: its command-line option (None: a dependency only) and path pattern."""
+
+    option: str | None
+    pattern: str
+    kind: str = "file"  # outputs: file | dir (cached by DVC) | metric (cache: false, a metric) | plain (cache: false)
+    directory: bool = False  # a plain output that is a directory ("dir" outputs always are)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.directory or self.kind == "dir"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of the pipeline: one command per point of its matrix."""
+
+    name: str
+    module: str
+    axes: tuple[str, ...] = ()
+    domains: str | None = None  # reward | ddpo | inc: which domain list the `domain` axis runs over
+    inputs: tuple[Port, ...] = ()
+    outputs: tuple[Port, ...] = ()
+    params: tuple[str, ...] = ()
+    fixed: dict[str, str] = field(default_factory=dict)  # option -> params key whose value is passed
+    local: bool = False  # cheap report stage: Snakemake runs it on the submitting host
+
+    def command(self, fmt) -> str:
+        """The stage's command with `fmt(kind, text)` rendering each placeholder for an engine."""
+        parts = [f"python -m {self.module}"]
+        parts += [f"--{a} {fmt('axis', a)}" for a in self.axes]
+        parts += [f"--{o} {fmt('param', key)}" for o, key in self.fixed.items()]
+        parts += [f"--{p.option} {fmt('input', p)}" for p in self.inputs if p.option]
+        parts += [f"--{p.option} {fmt('output', p)}" for p in self.outputs if p.option]
+        return " ".join(parts)
+
+    def log(self) -> str:
+        return f"logs/{self.name}/" + ("-".join("{%s}" % a for a in self.axes) or self.name) + ".log"
+
+    def output(self, option: str) -> Port:
+        return next(p for p in self.outputs if p.option == option)
+
+
+VALIDATED = "results/validated.txt"
+
+STAGES: tuple[Stage, ...] = (
+    Stage("validate", "pgraft.stages.validate", inputs=(Port(None, "params.yaml"),),
+          outputs=(Port("out", VALIDATED),), local=True),
+    Stage("pretrain", "pgraft.stages.pretrain", ("domain",), "reward",
+          outputs=(Port("out", "results/{domain}/base", "dir"),
+                   Port("metrics", "results/metrics/{domain}/pretrain.json", "metric")),
+          params=("sampler.num_train_timesteps", "sampler.beta_schedule", "sampler.num_steps", DOMAIN_PARAMS)),
+    Stage("sample", "pgraft.stages.sample", ("domain", "seed"), "reward",
+          inputs=(Port("model", "results/{domain}/base"),),
+          outputs=(Port("out", "results/{domain}/seed{seed}/samples.npz"),
+                   Port("reference", "results/{domain}/seed{seed}/reference.npz"),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/sample.json", "metric")),
+          params=("sampler", "truncation_grid", "filter", "sample", DOMAIN_PARAMS)),
+    Stage("reward", "pgraft.stages.reward", ("domain", "seed"), "reward",
+          inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
+                  Port("reference", "results/{domain}/seed{seed}/reference.npz")),
+          outputs=(Port("out", "results/{domain}/seed{seed}/rewards.parquet"),),
+          params=(DOMAIN_PARAMS,)),
+    Stage("filter", "pgraft.stages.filter", ("domain", "seed"), "reward",
+          inputs=(Port("samples", "results/{domain}/seed{seed}/samples.npz"),
+                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
+          outputs=(Port("out", "results/{domain}/seed{seed}/selection.parquet"),
+                   Port("acceptance", "results/metrics/{domain}/seed{seed}/acceptance.csv", "plain"),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/filter.json", "metric")),
+          params=("filter", "sample.group_size", DOMAIN_PARAMS)),
+    Stage("finetune", "pgraft.stages.finetune", ("domain", "seed", "k"), "reward",
+          inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
+                  Port("selection", "results/{domain}/seed{seed}/selection.parquet")),
+          outputs=(Port("out", "results/{domain}/seed{seed}/k{k}/finetuned", "dir"),),
+          params=("sampler", "filter", "sample.num_groups", "sample.group_size", "sample.batch_size", "finetune",
+                  DOMAIN_PARAMS)),
+    Stage("evaluate", "pgraft.stages.evaluate", ("domain", "seed", "k"), "reward",
+          inputs=(Port("model", "results/{domain}/base"),
+                  Port("finetuned", "results/{domain}/seed{seed}/k{k}/finetuned"),
+                  Port("reference", "results/{domain}/seed{seed}/reference.npz"),
+                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
+          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/k{k}/evaluate.json", "metric"),
+                   Port("gallery", "results/metrics/{domain}/seed{seed}/k{k}/gallery.npz", "plain")),
+          params=("sampler", "filter", "sample.batch_size", "evaluate", "finetune.budgets", DOMAIN_PARAMS)),
+    Stage("ddpo", "pgraft.stages.ddpo", ("domain", "seed"), "ddpo",
+          inputs=(Port("model", "results/{domain}/base"),),
+          outputs=(Port("out", "results/{domain}/seed{seed}/ddpo/finetuned", "dir"),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/ddpo/train.json", "metric")),
+          params=("sampler", "ddpo", DOMAIN_PARAMS)),
+    Stage("evaluate_ddpo", "pgraft.stages.evaluate", ("domain", "seed"), "ddpo", fixed={"k": "sampler.num_steps"},
+          inputs=(Port("model", "results/{domain}/base"),
+                  Port("finetuned", "results/{domain}/seed{seed}/ddpo/finetuned"),
+                  Port("reference", "results/{domain}/seed{seed}/reference.npz"),
+                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
+          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/ddpo/evaluate.json", "metric"),
+                   Port("gallery", "results/metrics/{domain}/seed{seed}/ddpo/gallery.npz", "plain")),
+          params=("sampler", "filter", "sample.batch_size", "evaluate", "ddpo.checkpoints", DOMAIN_PARAMS)),
+    Stage("pretrain_flow", "pgraft.stages.pretrain", ("domain",), "inc",
+          outputs=(Port("out", "results/{domain}/base", "dir"),
+                   Port("metrics", "results/metrics/{domain}/pretrain.json", "metric"),
+                   Port("features", "results/{domain}/features", "dir")),
+          params=(DOMAIN_PARAMS,)),
+    Stage("invert", "pgraft.stages.invert", ("domain", "n"), "inc",
+          inputs=(Port("model", "results/{domain}/base"),),
+          outputs=(Port("out", "results/{domain}/inc/n{n}/inverted.npz"),
+                   Port("metrics", "results/metrics/{domain}/inc/n{n}/invert.json", "metric")),
+          params=("inc.num_inverted", "inc.iterations", "inc.tolerance", "inc.perturb", "inc.batch_size",
+                  DOMAIN_PARAMS)),
+    Stage("correct", "pgraft.stages.correct", ("domain", "seed", "n"), "inc",
+          inputs=(Port("inverted", "results/{domain}/inc/n{n}/inverted.npz"),),
+          outputs=(Port("out", "results/{domain}/seed{seed}/inc/n{n}/corrector", "dir"),),
+          params=("inc.corrector", DOMAIN_PARAMS)),
+    Stage("evaluate_flow", "pgraft.stages.evaluate_flow", ("domain", "seed"), "inc",
+          inputs=(Port("model", "results/{domain}/base"), Port("features", "results/{domain}/features"),
+                  Port("correctors-dir", "results/{domain}/seed{seed}/inc")),
+          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/inc.json", "metric"),),
+          params=("inc", DOMAIN_PARAMS)),
+    Stage("aggregate", "pgraft.stages.aggregate", local=True,
+          inputs=(Port("metrics-dir", "results/metrics"),),
+          outputs=(Port("out", "results/summary.csv", "plain"), Port("plots-dir", "results/plots", "plain", True),
+                   Port("galleries", "results/galleries.npz", "plain")),
+          params=("domains", "seeds", "truncation_grid", "sampler.num_steps", "filter", "finetune", "ddpo", "inc",
+                  "tracking", "plugins", "*")),
+    Stage("figures", "pgraft.stages.figures", local=True,
+          inputs=(Port("summary", "results/summary.csv"), Port("galleries", "results/galleries.npz")),
+          outputs=(Port("out", "results/figures", "plain", True),),
+          params=("domains", "seeds", "truncation_grid", "sampler.num_steps", "ddpo.domains", "plugins", "*")),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+# ---- the matrix -----------------------------------------------------------------------------------------------
+
+def lookup(raw: dict, key: str, default=None):
+    """The value at a dotted params key of the raw params dict (default when absent)."""
+    node = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def domain_list(stage: Stage, raw: dict) -> list[str]:
+    """The domains a stage runs over; a stage without a `domain` axis runs once."""
+    return list(lookup(raw, DOMAIN_SOURCE[stage.domains], []) or []) if stage.domains else []
+
+
+def axis_values(stage: Stage, axis: str, raw: dict, domain: str | None = None) -> list:
+    if axis == "domain":
+        return domain_list(stage, raw)
+    return list(lookup(raw, AXIS_SOURCE[axis], []) or [])
+
+
+def instances(stage: Stage, raw: dict) -> Iterator[dict]:
+    """Every point of the stage's matrix under the raw params, as a dict of axis values."""
+    values = [axis_values(stage, a, raw) for a in stage.axes]
+    for combo in itertools.product(*values):
+        yield dict(zip(stage.axes, combo))
+
+
+def instance_name(stage: Stage, point: dict) -> str:
+    """The DVC name of one point of a stage's matrix (also how tests and reports name jobs)."""
+    rest = [str(point[a]) for a in stage.axes if a != "domain"]
+    head = f"{stage.name}-{point['domain']}" if "domain" in point else stage.name
+    return head + ("@" + "-".join(rest) if rest else "")
+
+
+def path(stage_name: str, option: str, **point) -> str:
+    """The path of one output of a stage at one matrix point (how the report finds its inputs)."""
+    return BY_NAME[stage_name].output(option).pattern.format(**point)
+
+
+def params_keys(stage: Stage, domain: str | None, raw: dict) -> list[str]:
+    """The params keys a stage instance reads: `{domain}` becomes the domain's section, `*` every domain section
+    of the run (report stages)."""
+    keys: list[str] = []
+    for key in stage.params:
+        if key == DOMAIN_PARAMS:
+            keys.append(domain)
+        elif key == "*":
+            keys += [d for d in run_domains(raw) if d not in keys]
+        elif lookup(raw, key) is not None:
+            keys.append(key)
+    return keys
+
+
+def run_domains(raw: dict) -> list[str]:
+    """Every domain of the run: the reward domains, then the flow domains."""
+    out = list(lookup(raw, "domains", []) or [])
+    return out + [d for d in lookup(raw, "inc.domains", []) or [] if d not in out]
+
+
+def domain_params_key(stage: Stage) -> bool:
+    return DOMAIN_PARAMS in stage.params
