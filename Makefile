@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup repro test test-fast bench plots clean-results help slurm-profile slurm-up slurm-down
+.PHONY: setup repro dvc-yaml test test-fast bench plots clean-results help slurm-profile slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -22,8 +22,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the pinned dependency set (idempotent)
 
-repro: setup  ## run the embedded default pipeline (dvc repro) -> results/figures/
+repro: setup  ## run the embedded default pipeline (dvc.yaml from the stage table, then dvc repro) -> results/figures/
+	pgraft pipeline dvc
 	dvc repro
+
+dvc-yaml: setup  ## write dvc.yaml from the stage table (after editing domains / ddpo.domains / inc.domains / plugins)
+	pgraft pipeline dvc
 
 test: setup  ## run the test suite (CPU, offline)
 	python -m pytest -q

@@ -110,3 +110,65 @@ def test_schema_file_is_current():
 
     committed = json.loads((Path(__file__).parents[1] / "workflow/schemas/params.schema.json").read_text())
     assert committed == json_schema(), "run `pgraft schema > workflow/schemas/params.schema.json`"
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("ddpo.domains", ["gaussian"], ["ddpo.domains", "['gaussian']", "prompt-conditioned"]),
+    ("inc.corrected_steps", [7], ["inc", "corrected_steps [7]", "base_steps"]),
+    ("gaussian", _DELETE, ["gaussian", "no 'gaussian:' section"]),
+])
+def test_cross_field_errors_are_one_short_line(real_params, key, value, words):
+    raw = _set(copy.deepcopy(real_params), key, value)
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    header, *lines = str(err.value).splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, str(err.value)  # never a dump of the params dict
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+PLUGIN = '''
+from pydantic import Field
+
+from pgraft import domains
+from pgraft.domains.gaussian import GaussianDomain
+from pgraft.params_base import Strict
+
+
+class ToyParams(Strict):
+    scale: float = Field(1.0, gt=0.0)
+
+
+class ToyDomain(GaussianDomain):
+    name = "toy"
+    Params = ToyParams
+
+
+domains.register("toy", ToyDomain)
+'''
+
+
+def test_plugin_domain_registers_its_section(real_params, tmp_path, monkeypatch):
+    from pgraft import domains
+
+    monkeypatch.setattr(domains.REGISTRY, "_items", dict(domains.REGISTRY._items))  # registered for this test only
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "toy_plugin", raising=False)
+    (tmp_path / "toy_plugin.py").write_text(PLUGIN)
+    raw = {**copy.deepcopy(real_params), "plugins": ["toy_plugin"], "toy": {"scale": 2.0}}
+    raw["domains"] = [*raw["domains"], "toy"]
+    params = parse_params(raw)
+    assert params.domain_params("toy").scale == 2.0 and params.gaussian is not None
+    assert params.finetune_for("toy") == params.finetune and params.filter_for("toy") == params.filter
+    raw["toy"] = {"scale": -1.0}
+    with pytest.raises(ConfigError, match=r"toy\.scale \(given -1\.0\): .*greater than 0"):
+        parse_params(raw)
+
+
+def test_plugin_import_failure_is_one_line(real_params):
+    raw = {**copy.deepcopy(real_params), "plugins": ["no_such_pgraft_plugin"]}
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    msg = str(err.value)
+    assert "\n" not in msg and "plugins" in msg and "no_such_pgraft_plugin" in msg
+

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
 from pgraft import domains
+from pgraft.domains.base import DiffusionDomain, Domain, FlowDomain
 from pgraft.config import SamplerParams, parse_params
 from pgraft.metrics.distances import DISTANCES
 from pgraft.samplers.rollout import rollout
@@ -55,12 +58,22 @@ def test_domain_data_model_reward(domain, tmp_path):
     aux = domain.train_auxiliary(tmp_path / "auxiliary", torch.Generator().manual_seed(0))
     assert all(np.isfinite(v) for v in aux.values())
     domain.load_auxiliary(tmp_path / "auxiliary")
-    given = () if prompts is None else (prompts,)
-    r = np.asarray(domain.reward(x.numpy(), *given))
+    r = np.asarray(domain.reward(x.numpy(), prompts))
     assert r.shape == (64,) and np.isfinite(r).all()
-    keys = domain.dedup_keys(x.numpy())
-    assert keys is None or len(keys) == 64
-    assert all(np.isfinite(v) for v in domain.extra_metrics(x.numpy(), *given).values())
+    if domain.kind == "diffusion":
+        keys = domain.dedup_keys(x.numpy())
+        assert keys is None or len(keys) == 64
+    assert all(np.isfinite(v) for v in domain.extra_metrics(x.numpy(), prompts).values())
+
+
+@pytest.mark.parametrize("name", domains.REGISTRY.names())
+def test_domain_follows_the_protocol(name):
+    cls = domains.REGISTRY.get(name)
+    assert cls.name == name and issubclass(cls, {"diffusion": DiffusionDomain, "flow": FlowDomain}[cls.kind])
+    assert "properties" in cls.Params.model_json_schema()
+    for hook in ("reward", "extra_metrics", "draw"):  # one signature for every domain: cond=None last
+        expected = list(inspect.signature(getattr(Domain, hook)).parameters)
+        assert list(inspect.signature(getattr(cls, hook)).parameters)[:len(expected)] == expected, hook
 
 
 def test_domain_prompts_are_split(conditional_domain):
@@ -81,7 +94,7 @@ def test_domain_gallery_draws(gallery_domain):
 
     x, _, prompts = _data(domain, 4, 2)
     fig, ax = plt.subplots()
-    domain.draw(ax, x.numpy(), *(() if prompts is None else (prompts,)))
+    domain.draw(ax, x.numpy(), prompts)
     plt.close(fig)
 
 

@@ -99,3 +99,112 @@ def test_dvc_exp_run_with_set_param(engine_runs):
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], repo)
     out = _run([f"{BIN}/dvc", "exp", "run", "-S", "finetune.learning_rate=0.002"], repo)
     assert "Running stage 'finetune-gaussian@0-2'" in out and "Running stage 'pretrain-gaussian'" not in out
+
+
+# ---- rerun equivalence: an edit reruns the same jobs under both engines, and the ones the table predicts ----
+
+def _dvc_changed(repo: Path) -> set[str]:
+    import json
+
+    out = _run([f"{BIN}/dvc", "status", "--json"], repo)
+    return set(json.loads(out[out.index("{"):out.rindex("}") + 1]) if "{" in out else {})
+
+
+def _smk_planned(repo: Path) -> set[str]:
+    from pgraft.pipeline.table import BY_NAME, instance_name
+
+    out = _run([f"{BIN}/snakemake", "-n", "--profile", "workflow/profiles/local"], repo)
+    names, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line.strip())
+        if m:
+            rule = m.group(1)
+            if rule in BY_NAME and not BY_NAME[rule].axes:
+                names.add(rule)
+            continue
+        w = re.match(r"^wildcards: (.*)$", line.strip())
+        if w and rule in BY_NAME:
+            point = dict(kv.split("=", 1) for kv in w.group(1).split(", "))
+            names.add(instance_name(BY_NAME[rule], point))
+    return names
+
+
+def _edit_params(repo: Path, key: str, value) -> None:
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    node = p
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+EDITS = [  # (params key and new value) or (source file to touch)
+    ("finetune.learning_rate", 0.002), ("sampler.eta", 0.5), ("gaussian.reward.temperature", 2.0),
+    ("evaluate.num_samples", 120), ("src/pgraft/domains/gaussian.py", None), ("src/pgraft/samplers/rollout.py", None),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what,value", EDITS, ids=[e[0] for e in EDITS])
+def test_an_edit_reruns_the_same_jobs_under_both_engines(engine_runs, what, value):
+    import os
+
+    from pgraft.pipeline import rerun
+
+    saved = {}
+    for repo in engine_runs:
+        target = repo / ("params.yaml" if value is not None else what)
+        saved[repo] = (target, target.read_bytes(), target.stat())
+        if value is not None:
+            _edit_params(repo, what, value)
+        else:
+            target.write_text(target.read_text() + "\n# an edit\n")
+    try:
+        dvc_repo, smk_repo = engine_runs
+        raw = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+        keys, files = ([what], []) if value is not None else ([], [what])
+        predicted = rerun.affected(raw, keys=keys, files=files, root=dvc_repo)
+        by_dvc = rerun.downstream(raw, _dvc_changed(dvc_repo))
+        by_smk = _smk_planned(smk_repo)
+        assert by_dvc == predicted, f"DVC only: {sorted(by_dvc - predicted)[:5]}; table only: {sorted(predicted - by_dvc)[:5]}"
+        assert by_smk == predicted, f"Snakemake only: {sorted(by_smk - predicted)[:5]}; table only: {sorted(predicted - by_smk)[:5]}"
+        if what == "src/pgraft/domains/gaussian.py":
+            assert predicted and not any("digits_t2i" in n or "digits_flow" in n for n in predicted)
+    finally:
+        for target, data, st in saved.values():
+            target.write_bytes(data)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# ---- a bad edit loses nothing ----
+
+BAD_EDITS = [("finetune.learning_rate", -0.002), ("truncation_grid", [0, 2, 9]), ("filter.params.k", 99),
+             ("seeds", [0, 0]), ("ddpo.domains", ["qm9"]), ("sampler.colour", "blue")]
+
+
+def _tree(repo: Path) -> dict[str, bytes]:
+    return {p.relative_to(repo).as_posix(): p.read_bytes() for p in sorted((repo / "results").rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_bad_params_edits_leave_results_untouched(engine_runs):
+    import subprocess
+
+    from pipeline_helpers import engine_env
+
+    for repo, cmd in zip(engine_runs, ([f"{BIN}/dvc", "repro"],
+                                       [f"{BIN}/snakemake", "--profile", "workflow/profiles/local"])):
+        before = _tree(repo)
+        original = (repo / "params.yaml").read_bytes()
+        try:
+            for key, value in BAD_EDITS:
+                _edit_params(repo, key, value)
+                res = subprocess.run(cmd, cwd=repo, env=engine_env(), capture_output=True, text=True, timeout=300)
+                msg = res.stdout + res.stderr
+                assert res.returncode != 0, f"{cmd[0]} accepted {key}={value!r}"
+                assert key.split(".")[-1] in msg and len(msg) < 6000, msg[-2000:]
+                (repo / "params.yaml").write_bytes(original)
+                assert _tree(repo) == before, f"{key}={value!r} changed results/ under {cmd[0]}"
+        finally:
+            (repo / "params.yaml").write_bytes(original)

@@ -1,4 +1,4 @@
-"""Tests for pgraft.filters: contract, Monte Carlo oracles (METHOD.md section 1), bad params, dedup."""
+"""Tests for pgraft.filters: contract, Monte Carlo oracles (docs/METHOD.md §1), bad params, dedup."""
 
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def test_ties_broken_by_index():
 
 
 # ---------------------------------------------------------------------------
-# 2. Monte Carlo oracles (METHOD.md section 1: closed forms of g)
+# 2. Monte Carlo oracles (docs/METHOD.md §1: closed forms of g)
 # ---------------------------------------------------------------------------
 def simulate(rule, seed, keys="none"):
     """Draw i.i.d. rewards from the base law, apply the rule; return (u, rewards, keep)."""
@@ -321,7 +321,7 @@ def test_negative_control_top_k_wrong_laws_fail():
 
 @pytest.mark.parametrize("name,params", [("top_k", {"m": 8, "k": 2}), ("rejection", {"alpha": 0.5, "r_max": 1.0})])
 def test_accepted_histogram_matches_tilt(name, params):
-    """Accepted samples have law p̄·g/E[g] (METHOD.md section 1): compare bin masses in u."""
+    """Accepted samples have law p̄·g/E[g] (docs/METHOD.md §1): compare bin masses in u."""
     rule = build(name, **params)
     u, _, keep = simulate(rule, seed=300)
     b = np.minimum((u[keep] * N_BINS).astype(int), N_BINS - 1)

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pgraft.config import LayoutsParams
 from pgraft.domains.layout_data import CLASSES, NUM_FEATURES, decode, encode, generate_layouts, load_coco
-from pgraft.domains.layouts import LayoutsDomain, save_gallery
+from pgraft.domains.layouts import LayoutsDomain, LayoutsParams, save_gallery
 from pgraft.io import ArtifactError
 from pgraft.metrics.layout_metrics import frechet_distance, max_iou
 from pgraft.rewards.layout import alignment, layout_reward, overlap

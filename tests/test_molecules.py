@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgraft.config import Qm9Params
 from pgraft.domains import mol_graph
-from pgraft.domains.qm9 import INVALID_KEY, Qm9Domain, qm9_smiles
+from pgraft.domains.qm9 import INVALID_KEY, Qm9Domain, Qm9Params, qm9_smiles
 from pgraft.rewards import molecules
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"

@@ -64,7 +64,8 @@ def _pipeline(rest: list[str]) -> int:
 
     import yaml
 
-    from pgraft.config import ConfigError, load_params
+    from pgraft.config import load_params
+    from pgraft.errors import ConfigError
 
     p = argparse.ArgumentParser(prog="pgraft pipeline", description="The stage table that both engines run.")
     p.add_argument("action", choices=["dvc", "show"], help="dvc: write dvc.yaml; show: print the stage table")
@@ -116,7 +117,8 @@ def _show(raw: dict) -> int:
 
 
 def _validate(rest: list[str]) -> int:
-    from pgraft.config import ConfigError, load_params
+    from pgraft.config import load_params
+    from pgraft.errors import ConfigError
 
     p = argparse.ArgumentParser(prog="pgraft validate", description="Validate a params file.")
     p.add_argument("--params", default="params.yaml")
@@ -131,7 +133,8 @@ def _validate(rest: list[str]) -> int:
 
 
 def _track(rest: list[str]) -> int:
-    from pgraft.config import ConfigError, load_params
+    from pgraft.config import load_params
+    from pgraft.errors import ConfigError
     from pgraft.stages import tracking
 
     p = argparse.ArgumentParser(prog="pgraft track", description="Mirror the spooled stage records into MLflow.")

@@ -2,325 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+
+from pgraft.domains import REGISTRY
+from pgraft.errors import ConfigError
+from pgraft.params_base import FilterParams, FinetuneParams, PretrainParams, SamplerParams  # noqa: F401 (re-exported)
+from pgraft.params_base import Strict
 
 SAMPLERS = ("ddim", "ddpm")
 TARGETS = ("intermediate", "x0")
 
 
-class ConfigError(ValueError):
-    """params.yaml is invalid; the message names every bad key, its value and what is allowed."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class SamplerParams(_Strict):
-    name: Literal["ddim", "ddpm"] = "ddim"
-    num_steps: int = Field(20, ge=1, le=1000)
-    eta: float = Field(1.0, ge=0.0, le=1.0)
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
-
-
-class FilterParams(_Strict):
-    name: str = "top_k"
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _buildable(self) -> "FilterParams":
-        from pgraft import filters
-
-        filters.build(self.name, **self.params)  # raises ValueError naming the bad parameter
-        return self
-
-
-class SampleParams(_Strict):
+class SampleParams(Strict):
     num_groups: int = Field(256, ge=1)
     group_size: int = Field(16, ge=1)
     reference_size: int = Field(8000, ge=100)
     batch_size: int = Field(4096, ge=1)
 
 
-class FinetuneParams(_Strict):
-    budgets: list[int] = Field(default_factory=lambda: [100, 300, 1000], min_length=1)
-    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
-    batch_size: int = Field(256, ge=1)
-    rounds: int = Field(1, ge=1, le=100)
-    target: Literal["intermediate", "x0"] = "intermediate"
-    timesteps: Literal["sampler", "window"] = "sampler"
-    checkpoint_every: int = Field(100, ge=0)
-
-    @field_validator("budgets")
-    @classmethod
-    def _positive_unique(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v) or len(set(v)) != len(v) or v != sorted(v):
-            raise ValueError("must be distinct positive step counts in increasing order")
-        return v
-
-
-class EvaluateParams(_Strict):
+class EvaluateParams(Strict):
     num_samples: int = Field(2000, ge=10)
     distance: Literal["energy", "sliced_wasserstein"] = "energy"
 
 
-class TrackingParams(_Strict):
+class TrackingParams(Strict):
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
     experiment: str = Field("pgraft", min_length=1)
     sync_each_stage: bool = False
 
 
-class GaussianMixtureParams(_Strict):
-    num_modes: int = Field(8, ge=1, le=64)
-    radius: float = Field(4.0, gt=0.0)
-    std: float = Field(0.5, gt=0.0)
-
-
-class GaussianRewardParams(_Strict):
-    name: Literal["linear", "mode_preference"] = "linear"
-    direction: list[float] = Field(default_factory=lambda: [1.0, 0.0], min_length=2, max_length=2)
-    temperature: float = Field(1.0, gt=0.0)
-
-
-class ModelParams(_Strict):
-    hidden: int = Field(128, ge=4)
-    layers: int = Field(3, ge=1, le=16)
-
-
-class PretrainParams(_Strict):
-    steps: int = Field(3000, ge=1)
-    batch_size: int = Field(512, ge=1)
-    learning_rate: float = Field(2e-3, gt=0.0, le=1.0)
-    seed: int = Field(0, ge=0)
-
-
-class GaussianParams(_Strict):
-    mixture: GaussianMixtureParams = GaussianMixtureParams()
-    reward: GaussianRewardParams = GaussianRewardParams()
-    model: ModelParams = ModelParams()
-    pretrain: PretrainParams = PretrainParams()
-
-
-class FlowDataParams(_Strict):
-    path: str | None = None
-    image_size: int = Field(8, ge=4, le=1024)
-    channels: Literal[1, 3] = 1
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0)
-
-
-class FlowModelParams(_Strict):
-    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    layers_per_block: int = Field(1, ge=1)
-    checkpoint: str | None = None
-
-
-class FeatureNetParams(_Strict):
-    steps: int = Field(500, ge=1)
-
-
-class DigitsFlowParams(_Strict):
-    data: FlowDataParams = FlowDataParams()
-    model: FlowModelParams = FlowModelParams()
-    pretrain: PretrainParams = PretrainParams(steps=1000, batch_size=64, learning_rate=1e-3)
-    features: FeatureNetParams = FeatureNetParams()
-
-
-class Qm9DataParams(_Strict):
-    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0)
-
-
-class Qm9ModelParams(_Strict):
-    name: Literal["transformer", "mlp"] = "mlp"
-    hidden: int = Field(384, ge=4)
-    layers: int = Field(4, ge=1, le=16)
-    pair_hidden: int = Field(32, ge=4)
-    heads: int = Field(4, ge=1)
-
-
-class Qm9RewardWeights(_Strict):
-    validity: float = Field(0.0, ge=0.0)
-    qed: float = Field(1.0, ge=0.0)
-    sa: float = Field(0.0, ge=0.0)
-
-
-class Qm9RewardParams(_Strict):
-    name: Literal["validity", "qed", "sa", "weighted"] = "qed"
-    weights: Qm9RewardWeights = Qm9RewardWeights()
-
-
-class Qm9Params(_Strict):
-    data: Qm9DataParams = Qm9DataParams()
-    model: Qm9ModelParams = Qm9ModelParams()
-    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=2e-3)
-    reward: Qm9RewardParams = Qm9RewardParams()
-    filter: FilterParams | None = None
-
-
-class LayoutDataParams(_Strict):
-    path: str | None = None
-    num_layouts: int = Field(20000, ge=10)
-    max_boxes: int = Field(16, ge=2, le=128)
-    seed: int = Field(0, ge=0)
-    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0)
-
-
-class LayoutModelParams(_Strict):
-    d_model: int = Field(48, ge=4)
-    layers: int = Field(1, ge=1, le=16)
-    heads: int = Field(2, ge=1)
-    ff: int = Field(96, ge=4)
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "LayoutModelParams":
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
-        return self
-
-
-class LayoutRewardWeights(_Strict):
-    alignment: float = Field(1.0, ge=0.0)
-    overlap: float = Field(1.0, ge=0.0)
-
-
-class LayoutRewardParams(_Strict):
-    name: Literal["alignment", "overlap", "combined"] = "combined"
-    weights: LayoutRewardWeights = LayoutRewardWeights()
-
-
-class LayoutFeatureParams(_Strict):
-    steps: int = Field(400, ge=1)
-    batch_size: int = Field(128, ge=2)
-    d_model: int = Field(64, ge=4)
-    layers: int = Field(2, ge=1, le=16)
-    feature_dim: int = Field(32, ge=2)
-
-
-class LayoutMetricParams(_Strict):
-    max_iou_layouts: int = Field(200, ge=1)
-    max_iou_candidates: int = Field(50, ge=1)
-
-
-class LayoutsParams(_Strict):
-    data: LayoutDataParams = LayoutDataParams()
-    model: LayoutModelParams = LayoutModelParams()
-    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
-    reward: LayoutRewardParams = LayoutRewardParams()
-    features: LayoutFeatureParams = LayoutFeatureParams()
-    metrics: LayoutMetricParams = LayoutMetricParams()
-
-
-class PromptMixParams(_Strict):
-    digit: float = Field(0.2, ge=0.0)
-    attribute: float = Field(0.4, ge=0.0)
-    composition: float = Field(0.4, ge=0.0)
-
-    @model_validator(mode="after")
-    def _some(self) -> "PromptMixParams":
-        if self.digit + self.attribute + self.composition <= 0:
-            raise ValueError("at least one prompt kind needs a positive weight")
-        return self
-
-
-class T2IDataParams(_Strict):
-    split_seed: int = Field(0, ge=0)
-    judge_fraction: float = Field(0.25, gt=0.0, lt=0.5)
-    test_fraction: float = Field(0.25, gt=0.0, lt=0.5)
-    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
-    mix: PromptMixParams = PromptMixParams()
-
-
-class T2IModelParams(_Strict):
-    architecture: Literal["mlp", "unet"] = "mlp"
-    text_dim: int = Field(64, ge=8)
-    hidden: int = Field(256, ge=8)
-    layers: int = Field(3, ge=1, le=16)
-    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    layers_per_block: int = Field(1, ge=1)
-
-
-class JudgeParams(_Strict):
-    steps: int = Field(1500, ge=1)
-
-
-class DigitsT2IParams(_Strict):
-    data: T2IDataParams = T2IDataParams()
-    model: T2IModelParams = T2IModelParams()
-    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
-    judges: JudgeParams = JudgeParams()
-    features: FeatureNetParams = FeatureNetParams()
-    finetune: FinetuneParams | None = None
-    filter: FilterParams | None = None
-
-
-class Sd2ModelParams(_Strict):
-    pretrained: str = Field("stabilityai/stable-diffusion-2-1-base", min_length=1)
-    resolution: int = Field(512, ge=8, le=2048)
-    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    guidance_scale: float = Field(7.5, ge=0.0)
-    lora_rank: int = Field(4, ge=1, le=256)
-    lora_alpha: float = Field(4.0, gt=0.0)
-
-    @field_validator("resolution")
-    @classmethod
-    def _multiple_of_8(cls, v: int) -> int:
-        if v % 8:
-            raise ValueError("must be a multiple of 8 (the VAE downsamples by 8)")
-        return v
-
-
-class Sd2PromptParams(_Strict):
-    path: str | None = None
-    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0)
-
-
-class Sd2RewardParams(_Strict):
-    name: str = "vqascore"
-    vqa_model: str = Field("clip-flant5-xxl", min_length=1)
-    command: list[str] = Field(default_factory=list)
-    timeout_s: float = Field(3600.0, gt=0.0)
-    batch_size: int = Field(16, ge=1)
-    chunk_size: int = Field(512, ge=1)
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, v: str) -> str:
-        from pgraft.rewards.t2i import REWARDS
-
-        REWARDS.get(v)  # raises ValueError listing the valid names
-        return v
-
-
-class Sd2Params(_Strict):
-    model: Sd2ModelParams = Sd2ModelParams()
-    prompts: Sd2PromptParams = Sd2PromptParams()
-    reward: Sd2RewardParams = Sd2RewardParams()
-    metrics: list[str] = Field(default_factory=list)
-    finetune: FinetuneParams | None = None
-    filter: FilterParams | None = None
-
-    @field_validator("metrics")
-    @classmethod
-    def _registered(cls, v: list[str]) -> list[str]:
-        from pgraft.rewards.t2i import REWARDS
-
-        for name in v:
-            REWARDS.get(name)
-        return v
-
-
-class CorrectorParams(_Strict):
+class CorrectorParams(Strict):
     hidden: int = Field(256, ge=4)
     layers: int = Field(3, ge=1, le=16)
     steps: int = Field(2000, ge=1)
@@ -328,7 +48,7 @@ class CorrectorParams(_Strict):
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
 
 
-class IncParams(_Strict):
+class IncParams(Strict):
     domains: list[str] = Field(default_factory=list)
     base_steps: list[int] = Field(default_factory=lambda: [5, 10, 20, 40], min_length=1)
     corrected_steps: list[int] = Field(default_factory=lambda: [5, 10])
@@ -351,7 +71,7 @@ class IncParams(_Strict):
         return self
 
 
-class DdpoParams(_Strict):
+class DdpoParams(Strict):
     """DDPO (Black et al. 2023): policy-gradient fine-tuning with online sampling, the baseline of the comparison."""
 
     domains: list[str] = Field(default_factory=list)
@@ -377,7 +97,11 @@ class DdpoParams(_Strict):
         return self
 
 
-class Params(_Strict):
+class SharedParams(Strict):
+    """The settings every run shares; `Params` adds one optional section per registered domain."""
+
+    #: modules imported before validation; each registers out-of-tree domains (pgraft.domains.register)
+    plugins: list[str] = Field(default_factory=list)
     domains: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     truncation_grid: list[int] = Field(min_length=2)
@@ -389,19 +113,10 @@ class Params(_Strict):
     tracking: TrackingParams = TrackingParams()
     inc: IncParams = IncParams()
     ddpo: DdpoParams = DdpoParams()
-    gaussian: GaussianParams | None = None
-    digits_flow: DigitsFlowParams | None = None
-    digits_t2i: DigitsT2IParams | None = None
-    layouts: LayoutsParams | None = None
-    qm9: Qm9Params | None = None
-    qm9_dedup: Qm9Params | None = None
-    sd2: Sd2Params | None = None
 
     @field_validator("domains")
     @classmethod
     def _known_domains(cls, v: list[str]) -> list[str]:
-        from pgraft.domains import REGISTRY
-
         valid = [n for n in REGISTRY.names() if REGISTRY.get(n).kind == "diffusion"]
         bad = [d for d in v if d not in valid]
         if bad:
@@ -418,7 +133,7 @@ class Params(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Params":
+    def _cross_checks(self) -> "SharedParams":
         n = self.sampler.num_steps
         grid = self.truncation_grid
         if any(k < 0 or k > n for k in grid):
@@ -427,8 +142,6 @@ class Params(_Strict):
             raise ValueError(f"truncation_grid {grid}: values must be distinct and increasing")
         if grid[0] != 0 or grid[-1] != n:
             raise ValueError(f"truncation_grid {grid}: must include 0 (base) and N={n} (GRAFT)")
-        from pgraft.domains import REGISTRY
-
         flows = [n for n in REGISTRY.names() if REGISTRY.get(n).kind == "flow"]
         bad = [d for d in self.inc.domains if d not in flows]
         if bad:
@@ -438,18 +151,18 @@ class Params(_Strict):
             raise ValueError(f"ddpo.domains {self.ddpo.domains}: {bad} must be prompt-conditioned domains listed "
                              f"in domains {self.domains}")
         for d in [*self.domains, *self.inc.domains]:
-            if getattr(self, d) is None:
+            if self.section(d) is None:
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
         return self
 
     def finetune_for(self, domain: str) -> FinetuneParams:
         """The fine-tuning settings of `domain`: its section's own `finetune:` when it sets one, else the top-level."""
-        own = getattr(getattr(self, domain, None), "finetune", None)
+        own = getattr(self.section(domain), "finetune", None)
         return own if own is not None else self.finetune
 
     def filter_for(self, domain: str) -> FilterParams:
         """The GRS rule of `domain`: its section's own `filter:` when it sets one, else the top-level one."""
-        own = getattr(getattr(self, domain, None), "filter", None)
+        own = getattr(self.section(domain), "filter", None)
         return own if own is not None else self.filter
 
     def group_size(self, domain: str | None = None) -> int:
@@ -460,12 +173,54 @@ class Params(_Strict):
         rule = filters.build(f.name, **f.params)
         return rule.group_size or self.sample.group_size
 
+    def section(self, domain: str) -> BaseModel | None:
+        """The `domain:` section of a registered domain (None when params.yaml has none)."""
+        return getattr(self, domain) if domain in REGISTRY and domain in type(self).model_fields else None
+
     def domain_params(self, domain: str) -> BaseModel:
-        section = getattr(self, domain, None) if domain in (*self.domains, *self.inc.domains) else None
+        """The section of a domain this run uses (listed in domains or inc.domains)."""
+        section = self.section(domain) if domain in (*self.domains, *self.inc.domains) else None
         if section is None:
             raise ConfigError(f"domain {domain!r} is not configured (domains: {self.domains}, "
                               f"inc.domains: {self.inc.domains})")
         return section
+
+
+def _sections(names) -> dict[str, Any]:
+    """One optional section per domain name: the domain's own params model, None when absent."""
+    clash = [n for n in names if n in SharedParams.model_fields]
+    if clash:
+        raise ConfigError(f"domain(s) {clash} registered under the name of a top-level params key")
+    return {n: (REGISTRY.get(n).Params | None, None) for n in names}
+
+
+#: the params model of the built-in domains (pgraft.domains registers them)
+Params = create_model("Params", __base__=SharedParams, __module__=__name__, **_sections(REGISTRY.names()))
+_MODELS: dict[tuple[str, ...], type[Params]] = {tuple(REGISTRY.names()): Params}
+
+
+def params_model() -> type[Params]:
+    """The params model of every registered domain: Params plus the sections of plugin domains."""
+    names = tuple(REGISTRY.names())
+    if names not in _MODELS:
+        added = [n for n in names if n not in Params.model_fields]
+        _MODELS[names] = create_model("Params", __base__=Params, __module__=__name__, **_sections(added))
+    return _MODELS[names]
+
+
+def import_plugins(raw: dict, source: str = "params") -> None:
+    """Import the modules of `plugins:` (each registers its domains with pgraft.domains.register)."""
+    plugins = raw.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        raise ConfigError(f"{source}: plugins (given {plugins!r}): expected a list of module names")
+    if plugins and os.getcwd() not in sys.path:  # plugin modules may lie in the repository root
+        sys.path.insert(0, os.getcwd())
+    for module in plugins:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # any failure of third-party code is a params error naming the module
+            reason = (str(err).splitlines() or [""])[0]
+            raise ConfigError(f"{source}: plugins: cannot import {module!r} ({type(err).__name__}: {reason})") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -485,23 +240,28 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def parse_params(raw: dict, source: str = "params") -> Params:
+    """Validate a params mapping, after importing its plugins (their domains' sections become valid keys)."""
+    import_plugins(raw, source)
+    model = params_model()
     try:
-        return Params.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, raw, source)) from None
+        raise ConfigError(format_errors(err, raw, source, model)) from None
 
 
-def format_errors(err: ValidationError, raw: dict, source: str) -> str:
+def format_errors(err: ValidationError, raw: dict, source: str, model: type[BaseModel] = Params) -> str:
+    """One line per error: the key, the value given (never a whole section) and the rule it breaks."""
     lines = [f"{source}: {err.error_count()} invalid setting(s)"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
         msg = e["msg"].removeprefix("Value error, ")
+        if not e["loc"]:  # a cross-field rule of the top level: its message names the keys and values
+            lines.append(f"  - {msg}")
+            continue
+        key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            parent = e["loc"][:-1]
-            allowed = _allowed_keys(parent)
-            msg = f"unknown key; allowed here: {allowed}"
+            msg = f"unknown key; allowed here: {_allowed_keys(model, e['loc'][:-1])}"
         given = _lookup(raw, e["loc"])
-        shown = "" if given is _MISSING else f" (given {given!r})"
+        shown = "" if given is _MISSING or isinstance(given, dict) else f" (given {given!r})"
         lines.append(f"  - {key}{shown}: {msg}")
     return "\n".join(lines)
 
@@ -523,8 +283,7 @@ def _lookup(raw: Any, loc: tuple) -> Any:
     return node
 
 
-def _allowed_keys(parent: tuple) -> list[str]:
-    model: Any = Params
+def _allowed_keys(model: Any, parent: tuple) -> list[str]:
     for part in parent:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
@@ -539,4 +298,4 @@ def _allowed_keys(parent: tuple) -> list[str]:
 
 def json_schema() -> dict:
     """The JSON Schema of params.yaml; Snakemake validates its config against it."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Params.model_json_schema()}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **params_model().model_json_schema()}

@@ -12,9 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-
-class ArtifactError(ValueError):
-    """An input artifact is missing, unreadable or of the wrong kind."""
+from pgraft.errors import ArtifactError  # noqa: F401 (also importable from here, its former home)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Domains: what is generated, its data, its base model's architecture and its rewards."""
 
-from pgraft.domains.base import Domain
+from pgraft.domains.base import DiffusionDomain, Domain, FlowDomain
 from pgraft.domains.digits_flow import DigitsFlowDomain
 from pgraft.domains.digits_t2i import DigitsT2IDomain
 from pgraft.domains.gaussian import GaussianDomain
@@ -10,13 +10,24 @@ from pgraft.domains.sd2 import Sd2Domain
 from pgraft.registry import Registry
 
 REGISTRY: Registry[type[Domain]] = Registry("domain")
-REGISTRY.register("gaussian", GaussianDomain)
-REGISTRY.register("layouts", LayoutsDomain)
-REGISTRY.register("qm9", Qm9Domain)
-REGISTRY.register("qm9_dedup", Qm9DedupDomain)
-REGISTRY.register("digits_flow", DigitsFlowDomain)
-REGISTRY.register("digits_t2i", DigitsT2IDomain)
-REGISTRY.register("sd2", Sd2Domain)
+
+
+def register(name: str, cls: type[Domain]) -> type[Domain]:
+    """Make domain `cls` available as `name` (its params.yaml section); a plugin module calls this on import."""
+    if not (isinstance(cls, type) and issubclass(cls, (DiffusionDomain, FlowDomain))):
+        raise ValueError(f"domain {name!r}: {cls!r} is not a DiffusionDomain or FlowDomain subclass")
+    if getattr(cls, "name", None) != name or not hasattr(cls, "Params"):
+        raise ValueError(f"domain {name!r}: the class needs name = {name!r} and a Params model (its section)")
+    return REGISTRY.register(name, cls)
+
+
+register("gaussian", GaussianDomain)
+register("layouts", LayoutsDomain)
+register("qm9", Qm9Domain)
+register("qm9_dedup", Qm9DedupDomain)
+register("digits_flow", DigitsFlowDomain)
+register("digits_t2i", DigitsT2IDomain)
+register("sd2", Sd2Domain)
 
 
 def build(name: str, params) -> Domain:
@@ -24,4 +35,4 @@ def build(name: str, params) -> Domain:
     return REGISTRY.get(name)(params.domain_params(name))
 
 
-__all__ = ["Domain", "REGISTRY", "build"]
+__all__ = ["DiffusionDomain", "Domain", "FlowDomain", "REGISTRY", "build", "register"]

@@ -1,7 +1,8 @@
-"""The protocol every domain implements; the stages only talk to domains through it."""
+"""The protocol every domain implements (DiffusionDomain, FlowDomain); the stages only talk to domains through it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -10,20 +11,35 @@ if TYPE_CHECKING:  # torch is imported by the methods that need it: reward-only 
     from pathlib import Path
 
     import torch
+    from pydantic import BaseModel
     from torch import nn
+
+#: the condition of each sample, as the hooks take it: one prompt per sample, None for unconditional domains
+Cond = Sequence[str] | None
 
 
 class Domain:
-    """A generation problem: data to pretrain on, a denoiser architecture, a terminal reward."""
+    """A generation problem: data to pretrain on, a network architecture, a terminal reward, metrics, a drawing.
+
+    Every hook that scores or draws samples takes `cond` (one prompt per sample, None for unconditional
+    domains), so the stages call one signature whatever the domain.
+    """
 
     name: ClassVar[str]
     #: "diffusion" (a reward domain of the GRAFT sweep) or "flow" (an INC domain)
-    kind: ClassVar[str] = "diffusion"
+    kind: ClassVar[str]
+    #: the pydantic model of the domain's params.yaml section (`<name>:`)
+    Params: ClassVar[type[BaseModel]]
     #: shape of one sample (without the batch dimension)
     shape: ClassVar[tuple[int, ...]]
-
+    #: True: samples carry a prompt, the network is called as model(x_t, t, tokens), the hooks need `cond`
+    conditional: ClassVar[bool] = False
     #: True: the base model is a published checkpoint (e.g. Stable Diffusion 2), loaded by the pretrain stage, not trained
     pretrained: ClassVar[bool] = False
+    #: extra_metrics names shown in the per-k table (results/figures/<domain>_table.md) next to the reward
+    table_metrics: ClassVar[tuple[str, ...]] = ()
+    #: samples kept per (seed, k) for the gallery figure (results/figures/<domain>_samples.png); 0: no gallery
+    gallery_size: ClassVar[int] = 0
 
     def __init__(self, params: Any):
         self.params = params
@@ -33,52 +49,29 @@ class Domain:
         """Where the stages keep a sampling batch during a rollout (the network's device)."""
         return "cpu"
 
-    def schedule(self, sampler: Any):
-        """The sampler the stages run (from params.sampler); a pretrained domain keeps its model's noise schedule."""
-        from pgraft.samplers.schedule import build_schedule
-
-        return build_schedule(sampler)
-
     def sample_data(self, n: int, generator: "torch.Generator") -> "torch.Tensor":
         """n training examples of the base model's data distribution (conditional domains: (x, prompts))."""
         raise NotImplementedError
 
     def build_model(self) -> "nn.Module":
-        """A fresh ε-prediction network with a JSON-serialisable `config` attribute."""
+        """A fresh network (ε- or velocity-prediction) with a JSON-serialisable `config` attribute."""
         raise NotImplementedError
 
     def model_from_config(self, config: dict) -> "nn.Module":
+        """The network that `build_model` made with this `config` (weights are loaded by the caller)."""
         raise NotImplementedError
 
-    def reward(self, x: np.ndarray) -> np.ndarray:
-        """Terminal reward r(x_0) of each sample; higher is better; finite floats.
-
-        Conditional domains take `reward(x, prompts)`: r(x_0, c) with one prompt string per sample.
-        """
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
+        """Terminal reward r(x_0, c) of each sample; higher is better; finite floats."""
         raise NotImplementedError
 
-    # --- prompt-conditioned domains (text-to-image): samples carry a prompt, the network sees its tokens ---
-
-    #: True: the network is called as model(x_t, t, tokens) and samples, rewards and metrics take prompts
-    conditional: ClassVar[bool] = False
-
-    def prompts(self, split: str) -> list[str]:
-        """The prompt set of `split`: "train" (sampled and fine-tuned on) or "heldout" (evaluation only)."""
-        raise NotImplementedError
-
-    def tokens(self, prompts: list[str]) -> np.ndarray:
-        """Token ids (n, length) int64 of the prompts: the network's conditioning input."""
-        raise NotImplementedError
-
-    def dedup_keys(self, x: np.ndarray) -> list | None:
-        """Keys that identify duplicate samples for top_k_dedup (None: every sample is distinct)."""
-        return None
-
-    def extra_metrics(self, x: np.ndarray) -> dict[str, float]:
-        """Domain-specific metrics of a generated sample set (finite floats; may use the auxiliary networks).
-
-        Conditional domains take `extra_metrics(x, prompts)`."""
+    def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
+        """Domain-specific metrics of a generated sample set (finite floats; may use the auxiliary networks)."""
         return {}
+
+    def draw(self, ax: Any, x: np.ndarray, cond: Cond = None) -> None:
+        """Draw a set of generated samples (shape (n, *shape)) into one matplotlib Axes (prompts shown when given)."""
+        raise NotImplementedError
 
     # --- auxiliary networks: judges, feature networks for FID-like metrics, trained by the pretrain stage ---
 
@@ -94,16 +87,54 @@ class Domain:
         """Load what `train_auxiliary` saved in aux_dir = <base model dir>/auxiliary (the stages call this
         before `reward` and `extra_metrics`)."""
 
-    #: extra_metrics names shown in the per-k table (results/figures/<domain>_table.md) next to the reward
-    table_metrics: ClassVar[tuple[str, ...]] = ()
 
-    # --- sample galleries (results/figures/<domain>_samples.png) ---
+class DiffusionDomain(Domain):
+    """A reward domain of the GRAFT sweep: sampled with a DDIM/DDPM schedule, filtered by a GRS rule."""
 
-    #: samples kept per (seed, k) for the gallery figure; 0: no gallery for this domain
-    gallery_size: ClassVar[int] = 0
+    kind = "diffusion"
 
-    def draw(self, ax: Any, x: np.ndarray) -> None:
-        """Draw a set of generated samples (shape (n, *shape)) into one matplotlib Axes.
+    def schedule(self, sampler: Any):
+        """The sampler the stages run (from params.sampler); a pretrained domain keeps its model's noise schedule."""
+        from pgraft.samplers.schedule import build_schedule
 
-        Conditional domains take `draw(ax, x, prompts)`."""
+        return build_schedule(sampler)
+
+    def dedup_keys(self, x: np.ndarray) -> list | None:
+        """Keys that identify duplicate samples for top_k_dedup (None: every sample is distinct)."""
+        return None
+
+    # --- prompt-conditioned domains (conditional = True) ---
+
+    def prompts(self, split: str) -> list[str]:
+        """The prompt set of `split`: "train" (sampled and fine-tuned on) or "heldout" (evaluation only)."""
         raise NotImplementedError
+
+    def tokens(self, prompts: list[str]) -> np.ndarray:
+        """Token ids (n, length) int64 of the prompts: the network's conditioning input."""
+        raise NotImplementedError
+
+    def gallery_prompts(self) -> list[str]:
+        """The prompts of the gallery figure, one per gallery sample."""
+        raise NotImplementedError
+
+
+class FlowDomain(Domain):
+    """An INC domain: a flow-matching model sampled with Euler steps, improved without a reward."""
+
+    kind = "flow"
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Disjoint (train, test) data arrays: the model learns the first, metrics compare with the second."""
+        raise NotImplementedError
+
+    def labelled_train(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training data with integer class labels (the FID feature network learns them)."""
+        raise NotImplementedError
+
+
+def prompts_of(domain: Domain, x: np.ndarray, cond: Cond) -> list[str]:
+    """The prompts of samples x of a prompt-conditioned domain: its reward and metrics need one per sample."""
+    if cond is None or len(cond) != len(x):
+        raise ValueError(f"{domain.name}: {len(x)} samples need one prompt each (cond), got "
+                         f"{'none' if cond is None else len(cond)}")
+    return list(cond)

@@ -1,17 +1,41 @@
-"""Unconditional flow matching on scikit-learn's digits (or an image folder): the INC domain (METHOD.md §4)."""
+"""Unconditional flow matching on scikit-learn's digits (or an image folder): the INC domain (docs/METHOD.md §4)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from pgraft.domains.base import Domain
+from pgraft.domains.base import Cond, FlowDomain
+from pgraft.params_base import FeatureNetParams, PretrainParams, Strict
 
 
-class DigitsFlowDomain(Domain):
+class FlowDataParams(Strict):
+    path: str | None = None
+    image_size: int = Field(8, ge=4, le=1024)
+    channels: Literal[1, 3] = 1
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class FlowModelParams(Strict):
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    layers_per_block: int = Field(1, ge=1)
+    checkpoint: str | None = None
+
+
+class DigitsFlowParams(Strict):
+    data: FlowDataParams = FlowDataParams()
+    model: FlowModelParams = FlowModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=1000, batch_size=64, learning_rate=1e-3)
+    features: FeatureNetParams = FeatureNetParams()
+
+
+class DigitsFlowDomain(FlowDomain):
     name = "digits_flow"
-    kind = "flow"
+    Params = DigitsFlowParams
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -67,7 +91,7 @@ class DigitsFlowDomain(Domain):
 
         return from_config(config)
 
-    def reward(self, x: np.ndarray) -> np.ndarray:
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
         """No reward: INC improves a flow model without one; defined for the protocol (mean intensity)."""
         return np.asarray(x, dtype=np.float64).reshape(len(x), -1).mean(axis=1)
 
@@ -77,7 +101,7 @@ def load_image_folder(path: Path, image_size: int, channels: int) -> tuple[np.nd
     index of its sub-folder as label."""
     from PIL import Image, UnidentifiedImageError
 
-    from pgraft.io import ArtifactError
+    from pgraft.errors import ArtifactError
 
     if not path.is_dir():
         raise ArtifactError(f"data.path {path}: not a directory of images")

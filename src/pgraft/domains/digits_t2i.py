@@ -11,17 +11,65 @@ architecture) from the judge part, and FID compares generated slots with the tes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from pgraft.domains.base import Domain
+from pgraft.checkpoints import load_model, save_model
+from pgraft.domains.base import Cond, DiffusionDomain, prompts_of
+from pgraft.params_base import FeatureNetParams, FilterParams, FinetuneParams, PretrainParams, Strict
 from pgraft.rewards import digit_vqa
 
 GALLERY_REPEATS = 2  # samples per gallery prompt
 
 
-class DigitsT2IDomain(Domain):
+class PromptMixParams(Strict):
+    digit: float = Field(0.2, ge=0.0)
+    attribute: float = Field(0.4, ge=0.0)
+    composition: float = Field(0.4, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some(self) -> "PromptMixParams":
+        if self.digit + self.attribute + self.composition <= 0:
+            raise ValueError("at least one prompt kind needs a positive weight")
+        return self
+
+
+class T2IDataParams(Strict):
+    split_seed: int = Field(0, ge=0)
+    judge_fraction: float = Field(0.25, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.25, gt=0.0, lt=0.5)
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    mix: PromptMixParams = PromptMixParams()
+
+
+class T2IModelParams(Strict):
+    architecture: Literal["mlp", "unet"] = "mlp"
+    text_dim: int = Field(64, ge=8)
+    hidden: int = Field(256, ge=8)
+    layers: int = Field(3, ge=1, le=16)
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    layers_per_block: int = Field(1, ge=1)
+
+
+class JudgeParams(Strict):
+    steps: int = Field(1500, ge=1)
+
+
+class DigitsT2IParams(Strict):
+    data: T2IDataParams = T2IDataParams()
+    model: T2IModelParams = T2IModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
+    judges: JudgeParams = JudgeParams()
+    features: FeatureNetParams = FeatureNetParams()
+    finetune: FinetuneParams | None = None
+    filter: FilterParams | None = None
+
+
+class DigitsT2IDomain(DiffusionDomain):
     name = "digits_t2i"
+    Params = DigitsT2IParams
     conditional = True
     shape = (1, 8, 16)
     gallery_size = 1  # galleries are drawn per prompt (gallery_prompts)
@@ -143,8 +191,6 @@ class DigitsT2IDomain(Domain):
                                      steps, generator=generator)
         features = train_digit_classifier(img(x), torch.as_tensor(y), steps=self.params.features.steps,
                                           generator=generator)
-        from pgraft.stages.common import save_model
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_model(out_dir / "judge", judge, self.name)
@@ -161,7 +207,6 @@ class DigitsT2IDomain(Domain):
 
     def load_auxiliary(self, aux_dir: Path) -> None:
         from pgraft.models.digit_features import DigitClassifier, PixelMLPClassifier
-        from pgraft.stages.common import load_model
 
         aux_dir = Path(aux_dir)
         self._aux = {
@@ -186,15 +231,16 @@ class DigitsT2IDomain(Domain):
 
     # --- reward and metrics ---
 
-    def reward(self, x: np.ndarray, prompts: list[str]) -> np.ndarray:
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
         """P(the training judge answers yes to "does this image show <prompt>")."""
-        return digit_vqa.answer(self._judge("judge"), x, prompts)
+        return digit_vqa.answer(self._judge("judge"), x, prompts_of(self, x, cond))
 
-    def extra_metrics(self, x: np.ndarray, prompts: list[str]) -> dict[str, float]:
+    def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
         """Independent-judge score, reward-hacking gap, reward per prompt kind, within-prompt diversity, FID."""
         from pgraft.metrics.diversity import mean_pairwise_distance
         from pgraft.metrics.fid import fid, to_uint8
 
+        prompts = prompts_of(self, x, cond)
         r = self.reward(x, prompts)
         independent = digit_vqa.answer(self._judge("independent_judge"), x, prompts)
         kinds = np.array([digit_vqa.parse(p).kind for p in prompts])
@@ -230,7 +276,7 @@ class DigitsT2IDomain(Domain):
             chosen += spread(pool, "attribute", 1) + spread(pool, "composition", 2)
         return [p for p in chosen for _ in range(GALLERY_REPEATS)]
 
-    def draw(self, ax, x: np.ndarray, prompts=None) -> None:
+    def draw(self, ax, x: np.ndarray, cond: Cond = None) -> None:
         """The canvases side by side (gap of one column), prompt under each pair."""
         n = len(x)
         sheet = np.full((8, n * 17 - 1), 1.0)
@@ -238,10 +284,10 @@ class DigitsT2IDomain(Domain):
             sheet[:, i * 17:i * 17 + 16] = x[i, 0]
         ax.imshow(-sheet, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_yticks([])
-        if prompts is not None:
+        if cond is not None:
             step = GALLERY_REPEATS
             ax.set_xticks([i * 17 + (17 * step - 1) / 2 - 0.5 for i in range(0, n, step)])
-            ax.set_xticklabels([str(prompts[i]).replace(" to the left of ", " | ") for i in range(0, n, step)],
+            ax.set_xticklabels([str(cond[i]).replace(" to the left of ", " | ") for i in range(0, n, step)],
                                fontsize=6, rotation=20)
         else:
             ax.set_xticks([])

@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from pgraft.domains.base import Domain
+from pgraft.domains.base import Cond, DiffusionDomain
+from pgraft.params_base import PretrainParams, Strict
 
 
-class GaussianDomain(Domain):
+class GaussianMixtureParams(Strict):
+    num_modes: int = Field(8, ge=1, le=64)
+    radius: float = Field(4.0, gt=0.0)
+    std: float = Field(0.5, gt=0.0)
+
+
+class GaussianRewardParams(Strict):
+    name: Literal["linear", "mode_preference"] = "linear"
+    direction: list[float] = Field(default_factory=lambda: [1.0, 0.0], min_length=2, max_length=2)
+    temperature: float = Field(1.0, gt=0.0)
+
+
+class ModelParams(Strict):
+    hidden: int = Field(128, ge=4)
+    layers: int = Field(3, ge=1, le=16)
+
+
+class GaussianParams(Strict):
+    mixture: GaussianMixtureParams = GaussianMixtureParams()
+    reward: GaussianRewardParams = GaussianRewardParams()
+    model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
+
+
+class GaussianDomain(DiffusionDomain):
     name = "gaussian"
+    Params = GaussianParams
     shape = (2,)
     table_metrics = ("mode_entropy",)
 
@@ -45,7 +73,7 @@ class GaussianDomain(Domain):
 
         return MLPDenoiser(**config)
 
-    def reward(self, x: np.ndarray) -> np.ndarray:
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
         """linear: <x, direction>; mode_preference: soft log-preference for the modes facing `direction`."""
         r = self.params.reward
         x = np.asarray(x, dtype=np.float64)
@@ -63,7 +91,7 @@ class GaussianDomain(Domain):
         d2 = ((np.asarray(x)[:, None, :] - self.means()[None]) ** 2).sum(-1)
         return d2.argmin(axis=1)
 
-    def extra_metrics(self, x: np.ndarray) -> dict[str, float]:
+    def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
         """Mode-occupancy entropy (nats; log(num_modes) when balanced) and mean exact log-density."""
         counts = np.bincount(self.mode_assignment(x), minlength=len(self.means()))
         p = counts / counts.sum()

@@ -84,7 +84,7 @@ def load_coco(path: str | Path, max_boxes: int) -> tuple[np.ndarray, np.ndarray]
     category_id, bbox [x, y, w, h] in pixels from the top-left corner) and `categories` (id, name; names
     from CLASSES). Returns classes (n, L) and boxes (n, L, 4) as `generate_layouts` does. Pages with no
     annotation or with more than `max_boxes` are skipped (as LayoutGAN++ drops pages over its limit)."""
-    from pgraft.io import ArtifactError
+    from pgraft.errors import ArtifactError
 
     path = Path(path)
     if not path.is_file():

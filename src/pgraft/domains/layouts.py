@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from pgraft.domains.base import Domain
+from pgraft.domains.base import Cond, DiffusionDomain
 from pgraft.domains.layout_data import CLASSES, NUM_FEATURES, decode, encode, generate_layouts, load_coco
+from pgraft.params_base import PretrainParams, Strict
 
 FEATURES_WEIGHTS = "layout_features.safetensors"
 FEATURES_CONFIG = "layout_features.json"
@@ -16,8 +19,63 @@ _KIND = "layout_encoder"
 COLOURS = ("#4c72b0", "#c44e52", "#dd8452", "#55a868", "#8172b3")
 
 
-class LayoutsDomain(Domain):
+class LayoutDataParams(Strict):
+    path: str | None = None
+    num_layouts: int = Field(20000, ge=10)
+    max_boxes: int = Field(16, ge=2, le=128)
+    seed: int = Field(0, ge=0)
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class LayoutModelParams(Strict):
+    d_model: int = Field(48, ge=4)
+    layers: int = Field(1, ge=1, le=16)
+    heads: int = Field(2, ge=1)
+    ff: int = Field(96, ge=4)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "LayoutModelParams":
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
+        return self
+
+
+class LayoutRewardWeights(Strict):
+    alignment: float = Field(1.0, ge=0.0)
+    overlap: float = Field(1.0, ge=0.0)
+
+
+class LayoutRewardParams(Strict):
+    name: Literal["alignment", "overlap", "combined"] = "combined"
+    weights: LayoutRewardWeights = LayoutRewardWeights()
+
+
+class LayoutFeatureParams(Strict):
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(128, ge=2)
+    d_model: int = Field(64, ge=4)
+    layers: int = Field(2, ge=1, le=16)
+    feature_dim: int = Field(32, ge=2)
+
+
+class LayoutMetricParams(Strict):
+    max_iou_layouts: int = Field(200, ge=1)
+    max_iou_candidates: int = Field(50, ge=1)
+
+
+class LayoutsParams(Strict):
+    data: LayoutDataParams = LayoutDataParams()
+    model: LayoutModelParams = LayoutModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=1e-3)
+    reward: LayoutRewardParams = LayoutRewardParams()
+    features: LayoutFeatureParams = LayoutFeatureParams()
+    metrics: LayoutMetricParams = LayoutMetricParams()
+
+
+class LayoutsDomain(DiffusionDomain):
     name = "layouts"
+    Params = LayoutsParams
     gallery_size = 12
     table_metrics = ("alignment", "overlap", "num_boxes", "max_iou", "fd")
 
@@ -88,7 +146,7 @@ class LayoutsDomain(Domain):
 
     # --- reward and metrics ---
 
-    def reward(self, x: np.ndarray) -> np.ndarray:
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
         """−(alignment), −(overlap) or −(w_a·alignment + w_o·overlap) of the decoded layouts (reward.name)."""
         from pgraft.rewards.layout import layout_reward
 
@@ -96,7 +154,7 @@ class LayoutsDomain(Domain):
         _, boxes, mask = decode(x)
         return layout_reward(r.name, boxes, mask, r.weights.alignment, r.weights.overlap)
 
-    def extra_metrics(self, x: np.ndarray) -> dict[str, float]:
+    def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
         """Mean alignment and overlap (lower is better), mean number of boxes, maxIoU against the test layouts
         (and the fraction of scored layouts whose class multiset occurs there), and, once the feature network
         is loaded (load_auxiliary), the Fréchet distance to the test layouts in its feature space."""
@@ -141,7 +199,7 @@ class LayoutsDomain(Domain):
     def load_auxiliary(self, aux_dir: Path) -> None:
         """Note where the feature network saved by train_auxiliary lies; it is read (with torch) only when
         extra_metrics first needs it, so the reward stage stays light. A missing file is reported now."""
-        from pgraft.io import ArtifactError
+        from pgraft.errors import ArtifactError
 
         aux_dir = Path(aux_dir)
         for name in (FEATURES_CONFIG, FEATURES_WEIGHTS):
@@ -153,7 +211,8 @@ class LayoutsDomain(Domain):
     def encoder(self):
         """The FD feature network from load_auxiliary's directory (None when none was given)."""
         if self._encoder is None and self._aux_dir is not None:
-            from pgraft.io import ArtifactError, load_weights, read_json
+            from pgraft.errors import ArtifactError
+            from pgraft.io import load_weights, read_json
             from pgraft.models.layout_features import model_from_config
 
             cfg = read_json(self._aux_dir / FEATURES_CONFIG)
@@ -183,7 +242,7 @@ class LayoutsDomain(Domain):
 
     # --- gallery ---
 
-    def draw(self, ax, x: np.ndarray, columns: int = 6) -> None:
+    def draw(self, ax, x: np.ndarray, cond: Cond = None, *, columns: int = 6) -> None:
         """Pages tiled in rows of `columns`: one rectangle per box, coloured by class, on a page outline."""
         from matplotlib.patches import Patch, Rectangle
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from pgraft.domains import mol_graph
-from pgraft.domains.base import Domain
-from pgraft.io import ArtifactError
+from pgraft.domains.base import Cond, DiffusionDomain
+from pgraft.errors import ArtifactError
+from pgraft.params_base import FilterParams, PretrainParams, Strict
 from pgraft.rewards import molecules
 
 QM9_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
@@ -43,8 +46,41 @@ def qm9_smiles() -> tuple[str, ...]:
     return tuple(pd.concat(frames, ignore_index=True))
 
 
-class Qm9Domain(Domain):
+class Qm9DataParams(Strict):
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class Qm9ModelParams(Strict):
+    name: Literal["transformer", "mlp"] = "mlp"
+    hidden: int = Field(384, ge=4)
+    layers: int = Field(4, ge=1, le=16)
+    pair_hidden: int = Field(32, ge=4)
+    heads: int = Field(4, ge=1)
+
+
+class Qm9RewardWeights(Strict):
+    validity: float = Field(0.0, ge=0.0)
+    qed: float = Field(1.0, ge=0.0)
+    sa: float = Field(0.0, ge=0.0)
+
+
+class Qm9RewardParams(Strict):
+    name: Literal["validity", "qed", "sa", "weighted"] = "qed"
+    weights: Qm9RewardWeights = Qm9RewardWeights()
+
+
+class Qm9Params(Strict):
+    data: Qm9DataParams = Qm9DataParams()
+    model: Qm9ModelParams = Qm9ModelParams()
+    pretrain: PretrainParams = PretrainParams(steps=3000, batch_size=256, learning_rate=2e-3)
+    reward: Qm9RewardParams = Qm9RewardParams()
+    filter: FilterParams | None = None
+
+
+class Qm9Domain(DiffusionDomain):
     name = "qm9"
+    Params = Qm9Params
     shape = (mol_graph.NUM_FEATURES,)
     gallery_size = 12
     table_metrics = ("validity", "uniqueness", "novelty", "qed_mean", "sa_mean")
@@ -99,7 +135,7 @@ class Qm9Domain(Domain):
         """Canonical SMILES of each sample (None: not one valid molecule)."""
         return mol_graph.canonical_smiles(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
 
-    def reward(self, x: np.ndarray) -> np.ndarray:
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
         """reward.name of each decoded molecule; an invalid sample gets molecules.INVALID_REWARD (-1)."""
         r = self.params.reward
         return molecules.molecule_rewards(self.smiles(x), r.name, r.weights.model_dump())
@@ -115,7 +151,7 @@ class Qm9Domain(Domain):
             self._train_canonical = train_canonical_smiles(d.split_seed, d.test_fraction)
         return self._train_canonical
 
-    def extra_metrics(self, x: np.ndarray) -> dict[str, float]:
+    def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
         """validity (fraction of samples that are one valid molecule), uniqueness (distinct / valid),
         novelty (distinct valid not in the training split / distinct valid), and the mean QED and SA score
         (raw, 1 easy .. 10 hard) of the distinct valid molecules; 0 where there is nothing to average."""
@@ -153,7 +189,7 @@ class Qm9Domain(Domain):
 
     # --- gallery ---
 
-    def draw(self, ax, x: np.ndarray) -> None:
+    def draw(self, ax, x: np.ndarray, cond: Cond = None) -> None:
         """The decoded molecules in one row (RDKit drawing), SMILES below each; invalid: an empty cell
         labelled "invalid". Ticks and frame are hidden, the axis label (set by the caller) is kept."""
         from rdkit import Chem

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from pgraft.config import ConfigError
-from pgraft.domains.base import Domain
+from pgraft.domains.base import Cond, DiffusionDomain, prompts_of
+from pgraft.errors import ConfigError
+from pgraft.params_base import FilterParams, FinetuneParams, SamplerParams, Strict
 
 GALLERY_REPEATS = 2  # samples per gallery prompt
 DATA_STEPS = 5  # DDIM steps of sample_data (base samples stand for the data of a published model)
@@ -28,6 +31,64 @@ BUILTIN_PROMPTS = [
     "a bicycle leaning against a brick wall", "a black and white photo of a bridge", "four candles on a cake",
     "a purple umbrella in the rain",
 ]
+
+
+class Sd2ModelParams(Strict):
+    pretrained: str = Field("stabilityai/stable-diffusion-2-1-base", min_length=1)
+    resolution: int = Field(512, ge=8, le=2048)
+    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    guidance_scale: float = Field(7.5, ge=0.0)
+    lora_rank: int = Field(4, ge=1, le=256)
+    lora_alpha: float = Field(4.0, gt=0.0)
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, v: int) -> int:
+        if v % 8:
+            raise ValueError("must be a multiple of 8 (the VAE downsamples by 8)")
+        return v
+
+
+class Sd2PromptParams(Strict):
+    path: str | None = None
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+
+
+class Sd2RewardParams(Strict):
+    name: str = "vqascore"
+    vqa_model: str = Field("clip-flant5-xxl", min_length=1)
+    command: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(3600.0, gt=0.0)
+    batch_size: int = Field(16, ge=1)
+    chunk_size: int = Field(512, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from pgraft.rewards.t2i import REWARDS
+
+        REWARDS.get(v)  # raises ValueError listing the valid names
+        return v
+
+
+class Sd2Params(Strict):
+    model: Sd2ModelParams = Sd2ModelParams()
+    prompts: Sd2PromptParams = Sd2PromptParams()
+    reward: Sd2RewardParams = Sd2RewardParams()
+    metrics: list[str] = Field(default_factory=list)
+    finetune: FinetuneParams | None = None
+    filter: FilterParams | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _registered(cls, v: list[str]) -> list[str]:
+        from pgraft.rewards.t2i import REWARDS
+
+        for name in v:
+            REWARDS.get(name)
+        return v
 
 
 def read_prompts(path: str) -> list[str]:
@@ -55,8 +116,9 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
-class Sd2Domain(Domain):
+class Sd2Domain(DiffusionDomain):
     name = "sd2"
+    Params = Sd2Params
     conditional = True
     pretrained = True
     gallery_size = 1  # galleries are drawn per prompt (gallery_prompts)
@@ -131,7 +193,6 @@ class Sd2Domain(Domain):
         """(latents, prompts): base samples (DATA_STEPS deterministic DDIM steps) for random prompts."""
         import torch
 
-        from pgraft.config import SamplerParams
         from pgraft.models.sd_lora import stitched_sample
 
         pool = self.all_prompts()
@@ -162,11 +223,13 @@ class Sd2Domain(Domain):
                           dtype=np.float64) for i in range(0, len(x), cfg.chunk_size)]
         return np.concatenate(out) if out else np.zeros(0)
 
-    def reward(self, x: np.ndarray, prompts: list[str]) -> np.ndarray:
-        return self._score(self.params.reward.name, x, prompts)
+    def reward(self, x: np.ndarray, cond: Cond = None) -> np.ndarray:
+        """reward.name of the decoded images with their prompts."""
+        return self._score(self.params.reward.name, x, prompts_of(self, x, cond))
 
-    def extra_metrics(self, x: np.ndarray, prompts: list[str]) -> dict[str, float]:
+    def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
         """The mean of every reward listed in sd2.metrics (e.g. vqascore when training on another reward)."""
+        prompts = prompts_of(self, x, cond)
         return {f"{name}_mean": float(self._score(name, x, prompts).mean()) for name in self.params.metrics}
 
     # --- gallery ---
@@ -176,7 +239,7 @@ class Sd2Domain(Domain):
         chosen = self.prompts("train")[:2] + self.prompts("heldout")[:2]
         return [q for q in chosen for _ in range(GALLERY_REPEATS)]
 
-    def draw(self, ax, x: np.ndarray, prompts=None) -> None:
+    def draw(self, ax, x: np.ndarray, cond: Cond = None) -> None:
         """The decoded images side by side, the prompt under each group of repeats."""
         imgs = self.images(x)
         n, h, w = len(imgs), imgs.shape[1], imgs.shape[2]
@@ -185,9 +248,9 @@ class Sd2Domain(Domain):
             sheet[:, i * (w + 2):i * (w + 2) + w] = imgs[i]
         ax.imshow(sheet, interpolation="nearest")
         ax.set_yticks([])
-        if prompts is not None:
+        if cond is not None:
             step = GALLERY_REPEATS
             ax.set_xticks([(i + step / 2) * (w + 2) - 1 for i in range(0, n, step)])
-            ax.set_xticklabels([str(prompts[i])[:40] for i in range(0, n, step)], fontsize=6, rotation=20)
+            ax.set_xticklabels([str(cond[i])[:40] for i in range(0, n, step)], fontsize=6, rotation=20)
         else:
             ax.set_xticks([])

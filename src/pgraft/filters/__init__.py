@@ -1,4 +1,4 @@
-"""Generalized Rejection Sampling (GRS) rules for GRAFT: registry and public API (METHOD.md section 1).
+"""Generalized Rejection Sampling (GRS) rules for GRAFT: registry and public API (docs/METHOD.md §1).
 
 Public API
 ----------

@@ -1,4 +1,4 @@
-"""Shared base class, parameter checks and group helpers for the GRS rules (METHOD.md section 1)."""
+"""Shared base class, parameter checks and group helpers for the GRS rules (docs/METHOD.md §1)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def check_float(rule: str, param: str, value: Any, positive: bool = False) -> fl
 # Base class
 # ---------------------------------------------------------------------------
 class Rule:
-    """A Generalized Rejection Sampling rule (METHOD.md section 1).
+    """A Generalized Rejection Sampling rule (docs/METHOD.md §1).
 
     Subclasses set ``name``, ``law_argument`` ("cdf" or "reward"), ``PARAMS`` (the
     parameter names) and implement ``_validate``, ``_select`` and ``_g``.
@@ -57,6 +57,7 @@ class Rule:
     name: str = ""
     law_argument: str = ""
     PARAMS: tuple[str, ...] = ()
+    EXAMPLE: dict[str, int | float] = {}  # a valid parameter set, used by the acceptance-law check
 
     def __init__(self, **params: Any) -> None:
         unknown = [p for p in params if p not in self.PARAMS]
@@ -127,7 +128,7 @@ class Rule:
         return np.asarray(self._select(r, g, generator, keys), dtype=bool)
 
     def acceptance_probability(self, x: Any) -> np.ndarray:
-        """Vectorised g(x) = P(sample accepted | its value), METHOD.md section 1.
+        """Vectorised g(x) = P(sample accepted | its value), docs/METHOD.md §1.
 
         ``x`` is u = F(r) in [0, 1] when ``law_argument == "cdf"``, the reward itself
         when ``law_argument == "reward"``. Returns a float array of the shape of ``x``.

@@ -1,4 +1,4 @@
-"""best_of_n: keep the arg-max of each group of n (METHOD.md section 1, row "best_of_n")."""
+"""best_of_n: keep the arg-max of each group of n (docs/METHOD.md §1, row "best_of_n")."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class BestOfN(Rule):
     name = "best_of_n"
     law_argument = "cdf"
     PARAMS = ("n",)
+    EXAMPLE = {"n": 4}  # parameters of the acceptance-law check (rewards ~ N(0, 1))
 
     def _validate(self, n):
         self.n = check_int(self.name, "n", n, minimum=1)
@@ -32,5 +33,5 @@ class BestOfN(Rule):
         return top_k_mask(rewards, groups, 1)
 
     def _g(self, u):
-        # METHOD.md §1: g = F(r)^(N-1)
+        # docs/METHOD.md §1: g = F(r)^(N-1)
         return u ** (self.n - 1)

@@ -1,4 +1,4 @@
-"""rejection: keep each sample w.p. min(1, exp((r - r_max)/alpha)) (METHOD.md section 1)."""
+"""rejection: keep each sample w.p. min(1, exp((r - r_max)/alpha)) (docs/METHOD.md §1)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ class Rejection(Rule):
     """Classical rejection sampling: accept each sample independently with probability
     min(1, exp((r - r_max)/alpha)).
 
-    When r <= r_max always, the accepted law is exactly p̄·exp(r/alpha)/Z (METHOD.md §1).
+    When r <= r_max always, the accepted law is exactly p̄·exp(r/alpha)/Z (docs/METHOD.md §1).
     """
 
     name = "rejection"
     law_argument = "reward"
     PARAMS = ("alpha", "r_max")
+    EXAMPLE = {"alpha": 0.5, "r_max": 3.0}  # parameters of the acceptance-law check (rewards ~ N(0, 1))
 
     def _validate(self, alpha, r_max):
         self.alpha = check_float(self.name, "alpha", alpha, positive=True)

@@ -1,4 +1,4 @@
-"""threshold: keep every sample with reward r >= tau (METHOD.md section 1, row "threshold")."""
+"""threshold: keep every sample with reward r >= tau (docs/METHOD.md §1, row "threshold")."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class Threshold(Rule):
     name = "threshold"
     law_argument = "reward"
     PARAMS = ("tau",)
+    EXAMPLE = {"tau": 0.5}  # parameters of the acceptance-law check (rewards ~ N(0, 1))
 
     def _validate(self, tau):
         self.tau = check_float(self.name, "tau", tau)

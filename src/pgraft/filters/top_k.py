@@ -1,4 +1,4 @@
-"""top_k: keep the k largest rewards of each group of m (METHOD.md section 1, row "top_k")."""
+"""top_k: keep the k largest rewards of each group of m (docs/METHOD.md §1, row "top_k")."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def top_k_law(m: int, k: int, u: np.ndarray) -> np.ndarray:
     """g(u) = I_u(m-k, k) = P(at most k-1 of the other m-1 draws beat u); 1 when k == m."""
     if k == m:
         return np.ones_like(u)
-    # P(Bin(m-1, 1-u) <= k-1) = P(Bin(m-1, u) >= m-k) = I_u(m-k, k)  (METHOD.md §1)
+    # P(Bin(m-1, 1-u) <= k-1) = P(Bin(m-1, u) >= m-k) = I_u(m-k, k)  (docs/METHOD.md §1)
     return betainc(m - k, k, u)
 
 
@@ -25,6 +25,7 @@ class TopK(Rule):
     name = "top_k"
     law_argument = "cdf"
     PARAMS = ("m", "k")
+    EXAMPLE = {"m": 8, "k": 2}  # parameters of the acceptance-law check (rewards ~ N(0, 1))
 
     def _validate(self, m, k):
         self.m = check_int(self.name, "m", m, minimum=1)

@@ -1,4 +1,4 @@
-"""top_k_dedup: top_k after dropping duplicate keys within a group (METHOD.md section 1)."""
+"""top_k_dedup: top_k after dropping duplicate keys within a group (docs/METHOD.md §1)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class TopKDedup(TopK):
 
     ``acceptance_probability`` and ``expected_acceptance`` are those of top_k, i.e. exact when
     keys are all distinct (no duplicates); with duplicates the true law gains a diversity
-    term that depends on the key distribution (METHOD.md §1 gives no closed form).
+    term that depends on the key distribution (docs/METHOD.md §1 gives no closed form).
     """
 
     name = "top_k_dedup"

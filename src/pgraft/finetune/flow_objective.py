@@ -1,4 +1,4 @@
-"""Flow matching on the linear path (METHOD.md §4, step 2): regress the velocity ε - x_0 at x_t."""
+"""Flow matching on the linear path (docs/METHOD.md §4, step 2): regress the velocity ε - x_0 at x_t."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training objectives: ordinary denoising (pretraining, GRAFT) and P-GRAFT's truncated window (METHOD.md §2)."""
+"""Training objectives: ordinary denoising (pretraining, GRAFT) and P-GRAFT's truncated window (docs/METHOD.md §2)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class DenoisingObjective:
 class TruncatedObjective:
     """Fine-tune only the noise levels above t_I, the level after the first k sampler steps.
 
-    target="intermediate" (default, METHOD.md §2): `data` are accepted states x_{t_I}; with
+    target="intermediate" (default, docs/METHOD.md §2): `data` are accepted states x_{t_I}; with
     a = sqrt(ᾱ_t/ᾱ_{t_I}), x_t = a·x_{t_I} + sqrt(1-a²)·ξ and the ε-target is sqrt(1-ᾱ_t)·ξ/sqrt(1-a²),
     i.e. denoising score matching on the tilted t_I-marginal. target="x0": `data` are accepted x_0 and
     the ordinary ε-loss is restricted to t > t_I. For k = N both coincide with GRAFT's ordinary loss.

@@ -12,7 +12,8 @@ import torch_fidelity
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from pgraft.io import ArtifactError, load_weights, read_json, save_weights, write_json
+from pgraft.errors import ArtifactError
+from pgraft.io import load_weights, read_json, save_weights, write_json
 from pgraft.models.digit_features import DigitClassifier, model_from_config
 
 EXTRACTOR_NAME = "pgraft-digits"

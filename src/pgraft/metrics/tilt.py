@@ -1,4 +1,4 @@
-"""The exact target of a GRS rule, p̄·g/E[g], as weights on samples of the base sampler p̄ (METHOD.md §1)."""
+"""The exact target of a GRS rule, p̄·g/E[g], as weights on samples of the base sampler p̄ (docs/METHOD.md §1)."""
 
 from __future__ import annotations
 

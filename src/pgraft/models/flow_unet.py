@@ -1,4 +1,4 @@
-"""A diffusers UNet2DModel as a velocity field v(x, t) with t in [0, 1] (flow matching, METHOD.md §4)."""
+"""A diffusers UNet2DModel as a velocity field v(x, t) with t in [0, 1] (flow matching, docs/METHOD.md §4)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def from_pretrained(directory: str) -> FlowUNet:
     """A UNet2DModel checkpoint in diffusers format (safetensors) from a local directory; nothing downloaded."""
     from pathlib import Path
 
-    from pgraft.io import ArtifactError
+    from pgraft.errors import ArtifactError
 
     if not Path(directory).is_dir():
         raise ArtifactError(f"model.checkpoint {directory}: not a directory (expected a diffusers UNet2DModel "

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pgraft.config import ConfigError
+from pgraft.errors import ConfigError
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -240,5 +240,6 @@ def stitched_sample(finetuned: nn.Module, base: nn.Module, k: int, schedule, lat
                     tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """P-GRAFT inference in ONE loop: LoRA on for the first k steps, off for the rest (k = 0: the base)."""
     from pgraft.samplers.rollout import rollout
+    from pgraft.samplers.stitched import Stitched
 
-    return rollout(lambda i: finetuned if i < k else base, schedule, latents, generator, cond=tokens)[0]
+    return rollout(Stitched(finetuned, base, k), schedule, latents, generator, cond=tokens)[0]

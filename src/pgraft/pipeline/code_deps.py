@@ -57,6 +57,19 @@ def closure(start: set[str], stop: set[str], skip: set[str]) -> set[str]:
     return seen | parents
 
 
+def package_imports(module: str) -> set[str]:
+    """The modules of the package that an out-of-tree module (a plugin domain) imports, read from its source."""
+    import ast
+
+    tree = ast.parse(module_file(module).read_text())
+    found = set()
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+        found |= {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}
+    return {n for n in found if n in _graph().modules}
+
+
 def stage_modules(module: str, domain: str | None) -> set[str]:
     """The modules a stage runs for one domain: its own closure stopped at the domain registry, plus its domain's
     module and what that imports (other domains' modules left out). Without a domain: the whole closure."""
@@ -64,8 +77,10 @@ def stage_modules(module: str, domain: str | None) -> set[str]:
         return closure({module}, set(), set())
     owners = domain_modules()
     own = owners[domain]
-    others = set(owners.values()) - {own}
-    return closure({module, own}, {REGISTRY_PACKAGE}, others)
+    start = {module, own}
+    if own not in _graph().modules:  # a plugin domain: follow what it imports from the package
+        start |= package_imports(own)
+    return closure(start, {REGISTRY_PACKAGE}, set(owners.values()) - {own})
 
 
 def stage_files(module: str, domain: str | None, root: Path) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from pgraft.pipeline.code_deps import stage_files
-from pgraft.pipeline.table import AXIS_SOURCE, STAGES, Port, Stage, domain_list, params_keys
+from pgraft.pipeline.table import AXIS_SOURCE, STAGES, VALIDATED, Stage, domain_list, params_keys
 
 HEADER = """\
 # GENERATED from the stage table in src/pgraft/pipeline/table.py by `pgraft pipeline dvc` (make repro runs it):
@@ -48,6 +48,8 @@ def _outs(stage: Stage, domain: str | None) -> tuple[list, list]:
             metrics.append({path: {"cache": False}})
         elif p.kind == "plain":
             outs.append({path: {"cache": False}})
+        elif p.kind == "stamp":
+            outs.append({path: {"cache": False, "persist": True}})
         else:
             outs.append(path)
     return outs, metrics
@@ -62,7 +64,7 @@ def _entry(stage: Stage, domain: str | None, raw: dict, root: Path) -> dict:
     code = stage_files(stage.module, domain, root)
     deps = [*code]
     if stage.name != "validate":
-        deps.append("results/validated.txt")
+        deps.append(VALIDATED)
     deps += [_pattern(p.pattern, domain) for p in stage.inputs]
     entry["deps"] = deps
     keys = params_keys(stage, domain, raw)
@@ -95,5 +97,3 @@ def stale(raw: dict, dvc_yaml: Path, root: Path = Path(".")) -> bool:
     """True when dvc.yaml differs from what the stage table generates for these params."""
     return not dvc_yaml.exists() or dvc_yaml.read_text() != render(raw, root)
 
-
-__all__ = ["render", "stale", "stage_key", "Port"]

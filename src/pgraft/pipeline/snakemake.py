@@ -25,18 +25,23 @@ class Rule:
     local: bool
 
 
-def _wildcard_pattern(pattern: str) -> str:
-    return pattern.replace("{", "{wildcards.")
+def _command(stage: Stage, config: dict) -> Callable[[object], str]:
+    """The stage's command at one job's wildcards (the rule's shell is "{params.cmd} > {log} 2>&1": a shell
+    string written in a loop would bind late, to the last rule of the loop)."""
+    def cmd(wildcards) -> str:
+        point = dict(wildcards.items())
+
+        def fmt(kind: str, value) -> str:
+            if kind == "axis":
+                return str(point[value])
+            if kind == "param":
+                return str(lookup(config, value))
+            return value.pattern.format(**point)
+        return stage.command(fmt)
+    return cmd
 
 
-def _shell(stage: Stage) -> str:
-    def fmt(kind: str, value) -> str:
-        if kind == "axis":
-            return "{wildcards.%s}" % value
-        if kind == "param":
-            return "{params.%s}" % _param_name(value)
-        return _wildcard_pattern(value.pattern)
-    return stage.command(fmt) + " > {log} 2>&1"
+SHELL = "{params.cmd} > {log} 2>&1"
 
 
 def _param_name(key: str) -> str:
@@ -83,14 +88,13 @@ class Plan:
                 out[_param_name(key)] = lambda w: {d: cfg.get(d) for d in run_domains(cfg)}
             else:
                 out[_param_name(key)] = lambda w, k=key: lookup(cfg, k)
-        for option, key in stage.fixed.items():
-            out[_param_name(key)] = lambda w, k=key: lookup(cfg, k)
+        out["cmd"] = _command(stage, cfg)
         return out
 
     def rules(self) -> list[Rule]:
         return [Rule(name=s.name, inputs=self._inputs(s),
                      outputs={p.option: (p.pattern, p.is_dir) for p in s.outputs},
-                     params=self._params(s), log=s.log(), shell=_shell(s),
+                     params=self._params(s), log=s.log(), shell=SHELL,
                      domains=domain_list(s, self.config) if s.domains else None, local=s.local)
                 for s in STAGES]
 

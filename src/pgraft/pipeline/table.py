@@ -19,7 +19,9 @@ class Port:
 
     option: str | None
     pattern: str
-    kind: str = "file"  # outputs: file | dir (cached by DVC) | metric (cache: false, a metric) | plain (cache: false)
+    # outputs: file | dir (cached by DVC) | metric (cache: false, a metric) | plain (cache: false) | stamp (cache:
+    # false and kept while its stage runs, so a failing validate removes nothing)
+    kind: str = "file"
     directory: bool = False  # a plain output that is a directory ("dir" outputs always are)
 
     @property
@@ -61,7 +63,7 @@ VALIDATED = "results/validated.txt"
 
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "pgraft.stages.validate", inputs=(Port(None, "params.yaml"),),
-          outputs=(Port("out", VALIDATED),), local=True),
+          outputs=(Port("out", VALIDATED, "stamp"),), local=True),
     Stage("pretrain", "pgraft.stages.pretrain", ("domain",), "reward",
           outputs=(Port("out", "results/{domain}/base", "dir"),
                    Port("metrics", "results/metrics/{domain}/pretrain.json", "metric")),

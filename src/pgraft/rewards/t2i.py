@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgraft.config import ConfigError
-from pgraft.io import ArtifactError
+from pgraft.errors import ArtifactError, ConfigError
 from pgraft.registry import Registry
 
 REWARDS: Registry = Registry("text-to-image reward")

@@ -1,4 +1,4 @@
-"""One stochastic DDIM step with the Gaussian log-probability of its output (DDPO's policy, METHOD.md §3).
+"""One stochastic DDIM step with the Gaussian log-probability of its output (DDPO's policy, docs/METHOD.md §3).
 
 With ᾱ_t, ᾱ_prev the cumulative alphas of the step's two timesteps and ε the network's prediction:
     x̂_0 = (x_t − sqrt(1−ᾱ_t)·ε) / sqrt(ᾱ_t)

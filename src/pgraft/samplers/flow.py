@@ -1,4 +1,4 @@
-"""Euler sampling of a rectified flow, its exact backward-Euler inverse and the INC composed sampler (METHOD.md §4)."""
+"""Euler sampling of a rectified flow, its exact backward-Euler inverse and the INC composed sampler (docs/METHOD.md §4)."""
 
 from __future__ import annotations
 
@@ -71,15 +71,15 @@ def euler_invert(
     perturb: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> InversionResult:
-    """The noise x_1 that `euler_sample(model, ·, n)` maps to x0 (METHOD.md §4, step 1).
+    """The noise x_1 that `euler_sample(model, ·, n)` maps to x0 (docs/METHOD.md §4, step 1).
 
     Backward Euler, step j = n-1 down to 0: knowing y_next = x_{t_{j+1}}, solve
     y_next = y + (t_{j+1} - t_j)·v(y, t_j) for y = x_{t_j} by the fixed point y ← y_next + η·v(y, t_j),
     η = t_j - t_{j+1} = 1/n, at the SAME time t_j the forward step used, starting from y = y_next.
-    (METHOD.md writes y_next - η·v with η signed along t; here the forward step moves t down, hence +.)
+    (docs/METHOD.md writes y_next - η·v with η signed along t; here the forward step moves t down, hence +.)
     The map is a contraction, so the iteration converges, when η·Lip(v) < 1. A step stops when its
     update's max-abs size is ≤ tol; steps that do not get there raise an `InversionWarning`.
-    `perturb` > 0 adds N(0, perturb²) noise to x0 first (METHOD.md: σ = 1e-3 if inversion is unstable).
+    `perturb` > 0 adds N(0, perturb²) noise to x0 first (docs/METHOD.md: σ = 1e-3 if inversion is unstable).
     """
     ts = time_grid(n)
     y = x0
@@ -119,6 +119,6 @@ def batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 def composed_sample(corrector: nn.Module, base: nn.Module, z: torch.Tensor, n_corrector: int,
                     n_base: int) -> torch.Tensor:
-    """INC sampling (METHOD.md §4, step 3): noise z → corrector's Euler map (n_corrector steps) → corrected
+    """INC sampling (docs/METHOD.md §4, step 3): noise z → corrector's Euler map (n_corrector steps) → corrected
     noise → frozen base's Euler map (n_base steps, the n used for inversion) → data."""
     return euler_sample(base, euler_sample(corrector, z, n_corrector), n_base)

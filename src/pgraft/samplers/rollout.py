@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pgraft.samplers.schedule import Schedule
+from pgraft.samplers.stitched import Stitched
 
 ModelForStep = Callable[[int], nn.Module]
 
@@ -51,7 +52,7 @@ def stitched_rollout(
     keep: Iterable[int] = (),
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """P-GRAFT inference: the fine-tuned model for the first k steps, the base model for the rest."""
-    return rollout(lambda i: finetuned if i < k else base, schedule, x_T, generator, keep)
+    return rollout(Stitched(finetuned, base, k), schedule, x_T, generator, keep)
 
 
 def sample_in_batches(

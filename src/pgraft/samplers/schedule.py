@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from pgraft.config import SamplerParams
 from pgraft.registry import Registry
 from pgraft.samplers.levels import NoiseLevels
 
@@ -16,12 +16,22 @@ SCHEDULERS.register("ddim", DDIMScheduler)
 SCHEDULERS.register("ddpm", DDPMScheduler)
 
 
+class SamplerSettings(Protocol):
+    """What a schedule reads of its settings (params.sampler, a pgraft.params_base.SamplerParams, fits)."""
+
+    name: str  # a SCHEDULERS name
+    num_steps: int  # N, the sampler's steps
+    eta: float  # DDIM's η (0: deterministic, 1: DDPM-like noise)
+    num_train_timesteps: int
+    beta_schedule: str
+
+
 @dataclass
 class Schedule:
     """A configured scheduler plus the quantities P-GRAFT needs about its N-step grid."""
 
     scheduler: DDIMScheduler | DDPMScheduler
-    params: SamplerParams
+    params: SamplerSettings
 
     @property
     def timesteps(self) -> torch.Tensor:
@@ -48,7 +58,7 @@ class Schedule:
         return out.prev_sample
 
 
-def build_schedule(params: SamplerParams, config: dict | None = None) -> Schedule:
+def build_schedule(params: SamplerSettings, config: dict | None = None) -> Schedule:
     """The configured sampler; `config` (a pretrained model's scheduler config) fixes the noise schedule the
     model was trained with (then only params' name, num_steps and eta apply)."""
     cls = SCHEDULERS.get(params.name)

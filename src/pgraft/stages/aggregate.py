@@ -11,9 +11,6 @@ DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current pa
 
 METRICS_ROOT = "results/metrics"  # the table's metrics paths lie under it; --metrics-dir may move it
 COLUMNS = ["kind", "domain", "rule", "seed", "k", "budget", "metric", "x", "value"]
-# parameters for the acceptance-law check of each registered rule (rewards ~ N(0, 1) for the reward rules)
-MC_RULES = {"best_of_n": {"n": 4}, "top_k": {"m": 8, "k": 2}, "threshold": {"tau": 0.5},
-            "rejection": {"alpha": 0.5, "r_max": 3.0}, "top_k_dedup": {"m": 8, "k": 2}}
 
 
 def body(args, params) -> dict:
@@ -23,7 +20,7 @@ def body(args, params) -> dict:
 
     from pgraft.io import atomic_dir, read_json, read_table, write_table
     from pgraft.stages import tracking
-    from pgraft.stages.common import StageError
+    from pgraft.errors import StageError
 
     at = _locator(args.metrics_dir)
     rows: list[dict] = []
@@ -124,31 +121,16 @@ def _row(kind, domain, *, seed=None, k=None, budget=None, metric, value, rule=No
             "metric": metric, "x": x, "value": float(value)}
 
 
-def _acceptance_monte_carlo(num_groups: int = 20000, num_bins: int = 20) -> list[dict]:
-    """Empirical acceptance by bins of u vs the closed form, for every registered rule."""
-    import numpy as np
-    from scipy.stats import norm
-
+def _acceptance_monte_carlo() -> list[dict]:
+    """Empirical acceptance by bins of u vs the closed form, for every registered rule at its EXAMPLE params."""
     from pgraft import filters
+    from pgraft.filters.law_check import acceptance_by_bins
 
     rows = []
     for name in filters.REGISTRY:
-        rule = filters.build(name, **MC_RULES[name])
-        size = rule.group_size or 8
-        rng = np.random.default_rng(12345)
-        r = rng.standard_normal(num_groups * size)
-        u = norm.cdf(r)
-        keep = rule.select(r, np.arange(len(r)) // size, generator=rng)
-        edges = np.linspace(0, 1, num_bins + 1)
-        bins = np.clip(np.digitize(u, edges) - 1, 0, num_bins - 1)
-        for b in range(num_bins):
-            grid = np.linspace(edges[b], edges[b + 1], 51)[1:-1]
-            arg = grid if rule.law_argument == "cdf" else norm.ppf(grid)
-            center = (edges[b] + edges[b + 1]) / 2
-            rows.append(_row("acceptance_mc", "_", rule=name, metric="empirical", x=center,
-                             value=keep[bins == b].mean()))
-            rows.append(_row("acceptance_mc", "_", rule=name, metric="closed_form", x=center,
-                             value=rule.acceptance_probability(arg).mean()))
+        for rec in acceptance_by_bins(filters.build(name, **filters.REGISTRY[name].EXAMPLE)):
+            for m in ("empirical", "closed_form"):
+                rows.append(_row("acceptance_mc", "_", rule=name, metric=m, x=rec["u_center"], value=rec[m]))
     return rows
 
 

@@ -11,12 +11,9 @@ from typing import Callable
 
 import numpy as np
 
-from pgraft.config import ConfigError, Params, load_params
-from pgraft.io import ArtifactError, read_json, write_json
-
-
-class StageError(ValueError):
-    """A stage cannot run on its inputs; the message says which input and what was expected."""
+from pgraft.checkpoints import load_model, save_model  # noqa: F401 (the stages import them from here)
+from pgraft.config import Params, load_params
+from pgraft.errors import ArtifactError, ConfigError, StageError
 
 
 def parser(stage: str, doc: str, *, domain: bool = True, seed: bool = False, k: bool = False,
@@ -83,14 +80,14 @@ def conditions(domain, split: str, n: int, group_size: int = 1):
     return prompts, torch.as_tensor(domain.tokens(list(prompts)))
 
 
+def as_cond(prompts) -> list[str] | None:
+    """The `cond` argument of a domain's hooks: the prompts of the samples as str, None for unconditional ones."""
+    return None if prompts is None else [str(p) for p in prompts]
+
+
 def score(domain, x: np.ndarray, prompts) -> np.ndarray:
-    """The domain's reward of samples x (with their prompts for conditional domains), as float64."""
-    r = domain.reward(x) if prompts is None else domain.reward(x, [str(p) for p in prompts])
-    return np.asarray(r, dtype=np.float64)
-
-
-def domain_metrics(domain, x: np.ndarray, prompts) -> dict:
-    return domain.extra_metrics(x) if prompts is None else domain.extra_metrics(x, [str(p) for p in prompts])
+    """The domain's reward of samples x (with their prompts, None for unconditional domains), as float64."""
+    return np.asarray(domain.reward(x, as_cond(prompts)), dtype=np.float64)
 
 
 def auxiliary_dir(model_dir) -> Path:
@@ -127,33 +124,6 @@ def set_threads() -> None:
     n = os.environ.get("PGRAFT_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
     if n:
         torch.set_num_threads(int(n))
-
-
-def save_model(out_dir: Path, model, domain: str, name: str = "model", meta: dict | None = None) -> None:
-    from pgraft.io import save_weights
-
-    save_weights(out_dir / f"{name}.safetensors", model.state_dict(), metadata={"domain": domain})
-    write_json(out_dir / "config.json", {"domain": domain, "model": model.config, **(meta or {})})
-
-
-def load_model(model_dir: Path, domain, name: str = "model", build=None):
-    """Build the domain's network (or `build(config)`) from `config.json`, load `name`.safetensors (no pickle)."""
-    from pgraft.io import load_weights
-
-    model_dir = Path(model_dir)
-    cfg = read_json(model_dir / "config.json")
-    if cfg.get("domain") != domain.name:
-        raise ArtifactError(f"{model_dir}: model of domain {cfg.get('domain')!r}, expected {domain.name!r}")
-    model = (build or domain.model_from_config)(cfg["model"])
-    state = load_weights(model_dir / f"{name}.safetensors")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ArtifactError(f"{model_dir}/{name}.safetensors: weights do not fit the model ({err})") from err
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 def check_samples(path: Path, data: dict, params: Params, domain) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pgraft.stages.common import parser, run_stage
 
 DOC = ("Train a small velocity MLP by flow matching from N(0, I) to the noises that the base needs to "
-       "reproduce real data (from invert); one corrector per base step count n (METHOD.md §4).")
+       "reproduce real data (from invert); one corrector per base step count n (docs/METHOD.md §4).")
 
 
 def body(args, params) -> dict:
@@ -14,9 +14,10 @@ def body(args, params) -> dict:
     import torch
 
     from pgraft import domains
+    from pgraft.errors import ArtifactError
     from pgraft.finetune import train
     from pgraft.finetune.flow_objective import FlowMatchingObjective
-    from pgraft.io import ArtifactError, atomic_dir, read_npz
+    from pgraft.io import atomic_dir, read_npz
     from pgraft.models.mlp import VelocityMLP
     from pgraft.stages.common import save_model, seeded, set_threads
 

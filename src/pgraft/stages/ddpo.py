@@ -18,9 +18,10 @@ def body(args, params) -> dict:
     import torch
 
     from pgraft import domains
+    from pgraft.errors import StageError
     from pgraft.finetune.ddpo import train_ddpo
     from pgraft.io import atomic_dir, write_json
-    from pgraft.stages.common import (StageError, auxiliary_dir, load_model, numpy_rng, save_model, score, seeded,
+    from pgraft.stages.common import (auxiliary_dir, load_model, numpy_rng, save_model, score, seeded,
                                       set_threads)
 
     set_threads()

@@ -22,8 +22,9 @@ def body(args, params) -> dict:
     from pgraft.metrics.diversity import mean_pairwise_distance
     from pgraft.metrics.tilt import tilt_weights
     from pgraft.samplers.rollout import sample_in_batches
-    from pgraft.stages.common import (auxiliary_dir, build_rule, check_samples, conditions, domain_metrics,
-                                      load_model, score, seeded, set_threads)
+    from pgraft.samplers.stitched import Stitched
+    from pgraft.stages.common import (as_cond, auxiliary_dir, build_rule, check_samples, conditions, load_model,
+                                      score, seeded, set_threads)
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -54,7 +55,7 @@ def body(args, params) -> dict:
 
         def draw(count, cond, stream):
             # common random numbers: the same noise for every k and budget of a seed (paired comparisons)
-            x, _ = sample_in_batches(lambda i: ft if i < args.k else base, schedule, count, domain.shape,
+            x, _ = sample_in_batches(Stitched(ft, base, args.k), schedule, count, domain.shape,
                                      seeded(stream, args.seed), params.sample.batch_size, cond=cond,
                                      device=domain.device)
             return x.numpy()
@@ -65,7 +66,7 @@ def body(args, params) -> dict:
             x = draw(n, cond, 7 if split == "train" else 17)
             r = score(domain, x, prompts)
             metrics = {"reward_mean": float(np.mean(r)), "reward_std": float(np.std(r)),
-                       "diversity": mean_pairwise_distance(x), **domain_metrics(domain, x, prompts)}
+                       "diversity": mean_pairwise_distance(x), **domain.extra_metrics(x, as_cond(prompts))}
             if split == "train":  # the tilted target and the base pool are defined on the training prompts
                 metrics["dist_target"] = distance(x, ref["x0"], weights, cache=cache)
                 metrics["dist_base"] = distance(x, ref["x0"], cache=cache)

@@ -56,8 +56,9 @@ def _draw(table, out, params):
 def _method_label(name: str, n_steps: int) -> str:
     if name == "ddpo":
         return "DDPO"
-    k = int(name[1:])
-    return "base" if k == 0 else ("GRAFT" if k == n_steps else f"P-GRAFT k={k}")
+    from pgraft.samplers.stitched import method_label
+
+    return method_label(int(name[1:]), n_steps)
 
 
 def _galleries(galleries: dict, params, out) -> list:
@@ -77,10 +78,7 @@ def _galleries(galleries: dict, params, out) -> list:
         fig, axes = plt.subplots(len(methods), 1, figsize=(11, 1.3 * len(methods) + 0.6), squeeze=False)
         for ax, m in zip(axes[:, 0], methods):
             x = galleries[f"{name}__{m}__x"]
-            if domain.conditional:
-                domain.draw(ax, x, galleries[f"{name}__{m}__prompt"])
-            else:
-                domain.draw(ax, x)
+            domain.draw(ax, x, galleries.get(f"{name}__{m}__prompt"))
             # a label beside the row that shows even when the domain's drawing turns the axes off
             ax.text(-0.01, 0.5, _method_label(m, params.sampler.num_steps), transform=ax.transAxes, ha="right",
                     va="center", fontsize=8)

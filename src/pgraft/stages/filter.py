@@ -15,9 +15,10 @@ def body(args, params) -> dict:
     import pandas as pd
 
     from pgraft import domains
+    from pgraft.errors import StageError
     from pgraft.io import read_npz, read_table, write_json, write_table
     from pgraft.metrics.tilt import empirical_cdf
-    from pgraft.stages.common import StageError, build_rule, check_samples, numpy_rng
+    from pgraft.stages.common import build_rule, check_samples, numpy_rng
 
     domain = domains.build(args.domain, params)
     rule = build_rule(params, args.domain)

@@ -20,12 +20,14 @@ def body(args, params) -> dict:
     import torch
 
     from pgraft import domains
+    from pgraft.errors import StageError
     from pgraft.finetune import TruncatedObjective, train
     from pgraft.finetune.objectives import target_scale
     from pgraft.finetune.resume import Resumable
     from pgraft.io import atomic_dir, read_json, read_npz, read_table, replace_dir, write_json
     from pgraft.samplers.levels import NoiseLevels
-    from pgraft.stages.common import StageError, build_rule, check_samples, load_model, save_model, seeded, set_threads
+    from pgraft.samplers.stitched import method
+    from pgraft.stages.common import build_rule, check_samples, load_model, save_model, seeded, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -34,7 +36,8 @@ def body(args, params) -> dict:
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, params, domain)
     sel = read_table(args.selection, columns=("index", "keep"))
-    key = "x0" if (ft.target == "x0" or args.k == params.sampler.num_steps) else f"state_k{args.k}"
+    kind = method(args.k, params.sampler.num_steps)
+    key = "x0" if (ft.target == "x0" or kind == "graft") else f"state_k{args.k}"
     if key not in samples:
         raise StageError(f"{args.samples}: no state for k={args.k} (has {sorted(samples)}); rerun sample")
     keep = sel.sort_values("index")["keep"].to_numpy().astype(bool)
@@ -44,7 +47,7 @@ def body(args, params) -> dict:
             "rounds": ft.rounds, "accepted": int(keep.sum()),
             # rewards computed to build the training data (every round scores a fresh pool of the same size)
             "reward_evaluations": {str(b): len(keep) * ft.rounds for b in ft.budgets}}
-    if args.k == 0:  # the base model: nothing to fine-tune
+    if kind == "base":  # nothing to fine-tune
         with atomic_dir(args.out) as tmp:
             write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta,
                                                    "reward_evaluations": {}})
@@ -117,13 +120,14 @@ def _resample(model, base, schedule, domain, rule, params, args, gen, key):
     import torch
 
     from pgraft.samplers.rollout import sample_in_batches
+    from pgraft.samplers.stitched import Stitched
     from pgraft.stages.common import conditions, numpy_rng, score
 
     m = params.group_size(args.domain)
     n = params.sample.num_groups * m
     prompts, cond = conditions(domain, "train", n, group_size=m)
     model.eval()
-    x0, kept = sample_in_batches(lambda i: model if i < args.k else base, schedule, n, domain.shape, gen,
+    x0, kept = sample_in_batches(Stitched(model, base, args.k), schedule, n, domain.shape, gen,
                                  params.sample.batch_size, keep=[args.k], cond=cond,
                                  device=domain.device)
     model.train()

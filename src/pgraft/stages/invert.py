@@ -5,7 +5,7 @@ from __future__ import annotations
 from pgraft.stages.common import parser, run_stage
 
 DOC = ("Invert inc.num_inverted training images through the frozen base flow with backward Euler (fixed-point "
-       "iterations at the forward step's own times, METHOD.md §4); record the round-trip reconstruction error "
+       "iterations at the forward step's own times, docs/METHOD.md §4); record the round-trip reconstruction error "
        "and whether every step converged (a warning names the step when η·Lip(v) ≥ 1).")
 
 
@@ -17,9 +17,10 @@ def body(args, params) -> dict:
     import torch
 
     from pgraft import domains
+    from pgraft.errors import StageError
     from pgraft.io import write_json, write_npz
     from pgraft.samplers.flow import InversionWarning, batched, euler_invert, euler_sample
-    from pgraft.stages.common import StageError, load_model, seeded, set_threads
+    from pgraft.stages.common import load_model, seeded, set_threads
 
     set_threads()
     inc = params.inc

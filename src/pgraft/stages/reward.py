@@ -12,8 +12,9 @@ def body(args, params) -> dict:
     import pandas as pd
 
     from pgraft import domains
+    from pgraft.errors import StageError
     from pgraft.io import read_npz, write_table
-    from pgraft.stages.common import StageError, auxiliary_dir, check_samples, score
+    from pgraft.stages.common import auxiliary_dir, check_samples, score
 
     domain = domains.build(args.domain, params)
     domain.load_auxiliary(auxiliary_dir(args.model))

@@ -1,0 +1,32 @@
+"""Model checkpoints: a network's safetensors weights beside a config.json that rebuilds it (no pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgraft.errors import ArtifactError
+from pgraft.io import load_weights, read_json, save_weights, write_json
+
+
+def save_model(out_dir: Path, model, domain: str, name: str = "model", meta: dict | None = None) -> None:
+    """Write `name`.safetensors and config.json (the domain, the network's `config`, `meta`) into out_dir."""
+    save_weights(out_dir / f"{name}.safetensors", model.state_dict(), metadata={"domain": domain})
+    write_json(out_dir / "config.json", {"domain": domain, "model": model.config, **(meta or {})})
+
+
+def load_model(model_dir: Path, domain, name: str = "model", build=None):
+    """Build the domain's network (or `build(config)`) from `config.json`, load `name`.safetensors (no pickle)."""
+    model_dir = Path(model_dir)
+    cfg = read_json(model_dir / "config.json")
+    if cfg.get("domain") != domain.name:
+        raise ArtifactError(f"{model_dir}: model of domain {cfg.get('domain')!r}, expected {domain.name!r}")
+    model = (build or domain.model_from_config)(cfg["model"])
+    state = load_weights(model_dir / f"{name}.safetensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ArtifactError(f"{model_dir}/{name}.safetensors: weights do not fit the model ({err})") from err
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -1,0 +1,64 @@
+"""Which stage instances an edit reruns, predicted from the stage table alone (both engines must agree)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgraft.pipeline.code_deps import stage_files
+from pgraft.pipeline.table import STAGES, Stage, instance_name, instances, params_keys
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Two dotted params keys overlap when one is the other or lies inside it."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _jobs(raw: dict):
+    for stage in STAGES:
+        for point in instances(stage, raw):
+            yield stage, point
+
+
+def _inputs(stage: Stage, point: dict) -> list[str]:
+    return [p.pattern.format(**point) for p in stage.inputs]
+
+
+def _outputs(stage: Stage, point: dict) -> list[str]:
+    return [p.pattern.format(**point) for p in stage.outputs]
+
+
+def downstream(raw: dict, names: set[str]) -> set[str]:
+    """`names` and every instance that reads, directly or not, an output of one of them (the validate stamp is
+    an order-only input: rewriting it with the same content reruns nothing)."""
+    jobs = [(instance_name(s, p), _inputs(s, p), _outputs(s, p)) for s, p in _jobs(raw)]
+    out = set(names)
+    grew = True
+    while grew:
+        grew = False
+        made = [o for name, _, outs in jobs if name in out for o in outs]
+        for name, ins, _ in jobs:
+            if name in out:
+                continue
+            if any(i == o or o.startswith(i + "/") for i in ins for o in made):
+                out.add(name)
+                grew = True
+    return out
+
+
+def directly_changed(raw: dict, keys: list[str] = (), files: list[str] = (), root: Path = Path(".")) -> set[str]:
+    """Instances whose own dependencies an edit touches: a params key they read, a source file they run;
+    validate reads every params edit."""
+    out = set()
+    for stage, point in _jobs(raw):
+        domain = point.get("domain")
+        if keys and (stage.name == "validate" or any(_overlap(k, p) for k in keys
+                                                     for p in params_keys(stage, domain, raw))):
+            out.add(instance_name(stage, point))
+        elif files and set(files) & set(stage_files(stage.module, domain, root)):
+            out.add(instance_name(stage, point))
+    return out
+
+
+def affected(raw: dict, keys: list[str] = (), files: list[str] = (), root: Path = Path(".")) -> set[str]:
+    """Every instance an edit of params `keys` or source `files` reruns."""
+    return downstream(raw, directly_changed(raw, keys, files, root))
