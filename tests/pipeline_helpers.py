@@ -107,8 +107,12 @@ def write_params(path: Path, raw: dict) -> Path:
 BIN = str(Path(sys.executable).parent)
 
 
-def engine_env() -> dict:
+def engine_env(cwd: Path | None = None) -> dict:
+    """The environment of an engine run in a project copy: the copy's own src/ first on the path (the code its
+    dvc.yaml and Snakefile track), one torch thread per stage."""
     env = dict(os.environ)
+    if cwd is not None and (Path(cwd) / "src").is_dir():
+        env["PYTHONPATH"] = str(Path(cwd) / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
     env["PGRAFT_THREADS"] = "1"
     for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
@@ -120,7 +124,7 @@ def engine_env() -> dict:
 
 
 def run_cmd(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
-    out = subprocess.run(cmd, cwd=cwd, env=engine_env(), capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(cmd, cwd=cwd, env=engine_env(cwd), capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout + out.stderr
 

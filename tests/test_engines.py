@@ -200,7 +200,7 @@ def test_bad_params_edits_leave_results_untouched(engine_runs):
         try:
             for key, value in BAD_EDITS:
                 _edit_params(repo, key, value)
-                res = subprocess.run(cmd, cwd=repo, env=engine_env(), capture_output=True, text=True, timeout=300)
+                res = subprocess.run(cmd, cwd=repo, env=engine_env(repo), capture_output=True, text=True, timeout=300)
                 msg = res.stdout + res.stderr
                 assert res.returncode != 0, f"{cmd[0]} accepted {key}={value!r}"
                 assert key.split(".")[-1] in msg and len(msg) < 6000, msg[-2000:]

@@ -113,7 +113,8 @@ def test_pretrain_is_deterministic(pipeline, monkeypatch):
     assert a == b == (work / "results/gaussian/base/model.safetensors").read_bytes()
 
 
-def test_finetune_with_several_graft_rounds(pipeline, monkeypatch):
+@pytest.mark.parametrize("domain", ["gaussian", "digits_t2i"])  # digits_t2i: a reward with its own networks
+def test_finetune_with_several_graft_rounds(pipeline, monkeypatch, domain):
     """rounds > 1: later rounds re-sample the current stitched model, re-score and re-filter."""
     import copy
 
@@ -123,11 +124,13 @@ def test_finetune_with_several_graft_rounds(pipeline, monkeypatch):
     rounds["finetune"]["rounds"] = 2
     write_params(work / "rounds.yaml", rounds)
     args = next(a for m, a in stage_commands(rounds, "rounds.yaml")
-                if m is finetune and a[a.index("--k") + 1] == "2" and a[a.index("--seed") + 1] == "0")
+                if m is finetune and a[a.index("--domain") + 1] == domain and a[a.index("--k") + 1] == "2"
+                and a[a.index("--seed") + 1] == "0")
     args = list(args)
-    args[args.index("--out") + 1] = "rounds_ft"
+    out = f"rounds_ft_{domain}"
+    args[args.index("--out") + 1] = out
     assert finetune.main(args) == 0
     for b in params["finetune"]["budgets"]:
-        assert (work / "rounds_ft" / f"b{b}.safetensors").exists()
-    one = (work / "results/gaussian/seed0/k2/finetuned/b10.safetensors").read_bytes()
-    assert (work / "rounds_ft/b10.safetensors").read_bytes() != one
+        assert (work / out / f"b{b}.safetensors").exists()
+    one = (work / f"results/{domain}/seed0/k2/finetuned/b10.safetensors").read_bytes()
+    assert (work / out / "b10.safetensors").read_bytes() != one

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from pgraft.checkpoints import load_model, save_model  # noqa: F401 (the stages import them from here)
 from pgraft.config import Params, load_params
 from pgraft.errors import ArtifactError, ConfigError, StageError
@@ -68,26 +66,10 @@ def _check_args(args: argparse.Namespace, params: Params) -> None:
         raise StageError(f"--k {args.k} is not in params 'truncation_grid' {params.truncation_grid}")
 
 
-def conditions(domain, split: str, n: int, group_size: int = 1):
-    """Prompts of n samples (rows j of group j // group_size share prompt number group mod P) and their
-    token tensor; (None, None) for unconditional domains."""
-    if not domain.conditional:
-        return None, None
-    import torch
-
-    pool = domain.prompts(split)
-    prompts = np.asarray([pool[(j // group_size) % len(pool)] for j in range(n)])
-    return prompts, torch.as_tensor(domain.tokens(list(prompts)))
 
 
-def as_cond(prompts) -> list[str] | None:
-    """The `cond` argument of a domain's hooks: the prompts of the samples as str, None for unconditional ones."""
-    return None if prompts is None else [str(p) for p in prompts]
 
 
-def score(domain, x: np.ndarray, prompts) -> np.ndarray:
-    """The domain's reward of samples x (with their prompts, None for unconditional domains), as float64."""
-    return np.asarray(domain.reward(x, as_cond(prompts)), dtype=np.float64)
 
 
 def auxiliary_dir(model_dir) -> Path:
@@ -103,18 +85,8 @@ def build_rule(params: Params, domain: str):
     return filters.build(f.name, **f.params)
 
 
-def seeded(*parts: int):
-    """A torch.Generator seeded from a tuple of integers (stage, seed, ...), stable across runs."""
-    import torch
-
-    seq = np.random.SeedSequence([int(p) for p in parts])
-    g = torch.Generator()
-    g.manual_seed(int(seq.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF))
-    return g
 
 
-def numpy_rng(*parts: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(p) for p in parts]))
 
 
 def set_threads() -> None:
@@ -124,18 +96,3 @@ def set_threads() -> None:
     n = os.environ.get("PGRAFT_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
     if n:
         torch.set_num_threads(int(n))
-
-
-def check_samples(path: Path, data: dict, params: Params, domain) -> None:
-    """Artifacts from another domain or another grid are refused before any compute."""
-    if str(data.get("domain", "")) != domain.name:
-        raise ArtifactError(f"{path}: samples of domain {data.get('domain')!r}, expected {domain.name!r}")
-    x0 = data["x0"]
-    if len(x0) == 0:
-        raise ArtifactError(f"{path}: contains no samples")
-    if x0.ndim != 1 + len(domain.shape) or tuple(x0.shape[1:]) != tuple(domain.shape):
-        raise ArtifactError(f"{path}: x0 has shape {x0.shape}, expected (n, {', '.join(map(str, domain.shape))})")
-    if not np.issubdtype(x0.dtype, np.floating):
-        raise ArtifactError(f"{path}: x0 has dtype {x0.dtype}, expected a float dtype")
-    if domain.conditional and (data.get("prompt") is None or len(data["prompt"]) != len(x0)):
-        raise ArtifactError(f"{path}: a {domain.name} sample file needs one 'prompt' per sample; rerun sample")

@@ -19,7 +19,8 @@ def body(args, params) -> dict:
     from pgraft.finetune.flow_objective import FlowMatchingObjective
     from pgraft.io import atomic_dir, read_npz
     from pgraft.models.mlp import VelocityMLP
-    from pgraft.stages.common import save_model, seeded, set_threads
+    from pgraft.seeds import seeded
+    from pgraft.stages.common import save_model, set_threads
 
     set_threads()
     cfg = params.inc.corrector

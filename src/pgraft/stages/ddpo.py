@@ -21,8 +21,9 @@ def body(args, params) -> dict:
     from pgraft.errors import StageError
     from pgraft.finetune.ddpo import train_ddpo
     from pgraft.io import atomic_dir, write_json
-    from pgraft.stages.common import (auxiliary_dir, load_model, numpy_rng, save_model, score, seeded,
-                                      set_threads)
+    from pgraft.seeds import numpy_rng, seeded
+    from pgraft.stages.common import auxiliary_dir, load_model, save_model, set_threads
+    from pgraft.workflows.scoring import score
 
     set_threads()
     cfg = params.ddpo

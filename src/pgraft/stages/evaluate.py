@@ -19,12 +19,9 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.io import read_json, read_npz, read_table, write_json, write_npz
     from pgraft.metrics.distances import DISTANCES
-    from pgraft.metrics.diversity import mean_pairwise_distance
-    from pgraft.metrics.tilt import tilt_weights
-    from pgraft.samplers.rollout import sample_in_batches
-    from pgraft.samplers.stitched import Stitched
-    from pgraft.stages.common import (as_cond, auxiliary_dir, build_rule, check_samples, conditions, load_model,
-                                      score, seeded, set_threads)
+    from pgraft.stages.common import auxiliary_dir, build_rule, load_model, set_threads
+    from pgraft.workflows.artifacts import check_samples
+    from pgraft.workflows.evaluation import evaluate_budgets
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -33,64 +30,19 @@ def body(args, params) -> dict:
     schedule = domain.schedule(params.sampler)
     rule = build_rule(params, args.domain)
     ref = read_npz(args.reference, required=("x0", "domain"))
-    check_samples(args.reference, ref, params, domain)
+    check_samples(args.reference, ref, domain)
     table = read_table(args.rewards, columns=("set", "index", "reward"))
     ref_r = table[table["set"] == "reference"].sort_values("index")["reward"].to_numpy()
-    weights = tilt_weights(rule, ref_r)
-    distance = DISTANCES.get(params.evaluate.distance)
     ft_cfg = read_json(Path(args.finetuned) / "config.json")
-    budgets = ft_cfg.get("budgets", params.finetune_for(args.domain).budgets)
-    evaluations = ft_cfg.get("reward_evaluations", {})
-    n = params.evaluate.num_samples
-    splits = ("train", "heldout") if domain.conditional else ("train",)
-    conds = {s: conditions(domain, s, n) for s in splits}
-    cache: dict = {}
-    out: dict = {"target_reward_mean": float(weights @ ref_r), "base_reward_mean": float(ref_r.mean())}
-    gallery: dict = {}
-    for b in budgets:
-        if ft_cfg.get("identity") and f"b{budgets[0]}" in out:  # k = 0: the base model, whatever the budget
-            out[f"b{b}"] = out[f"b{budgets[0]}"]
-            continue
-        ft = base if ft_cfg.get("identity") else load_model(args.finetuned, domain, name=f"b{b}")
-
-        def draw(count, cond, stream):
-            # common random numbers: the same noise for every k and budget of a seed (paired comparisons)
-            x, _ = sample_in_batches(Stitched(ft, base, args.k), schedule, count, domain.shape,
-                                     seeded(stream, args.seed), params.sample.batch_size, cond=cond,
-                                     device=domain.device)
-            return x.numpy()
-
-        row: dict = {}
-        for split in splits:
-            prompts, cond = conds[split]
-            x = draw(n, cond, 7 if split == "train" else 17)
-            r = score(domain, x, prompts)
-            metrics = {"reward_mean": float(np.mean(r)), "reward_std": float(np.std(r)),
-                       "diversity": mean_pairwise_distance(x), **domain.extra_metrics(x, as_cond(prompts))}
-            if split == "train":  # the tilted target and the base pool are defined on the training prompts
-                metrics["dist_target"] = distance(x, ref["x0"], weights, cache=cache)
-                metrics["dist_base"] = distance(x, ref["x0"], cache=cache)
-                if domain.gallery_size and not domain.conditional:
-                    gallery = {"x": x[:domain.gallery_size]}
-            row.update({(m if split == "train" else f"{m}_heldout"): v for m, v in metrics.items()})
-        if str(b) in evaluations:
-            row["reward_evaluations"] = float(evaluations[str(b)])
-        if domain.gallery_size and domain.conditional:
-            prompts = np.asarray(domain.gallery_prompts())
-            x = draw(len(prompts), conditions_of(domain, prompts), 27)
-            gallery = {"x": x, "prompt": prompts}
-        out[f"b{b}"] = row
-    if not gallery:
-        gallery = {"x": np.zeros((0, *domain.shape), dtype=np.float32)}
+    out, gallery = evaluate_budgets(
+        domain, base, lambda b: load_model(args.finetuned, domain, name=f"b{b}"), k=args.k, seed=args.seed,
+        schedule=schedule, rule=rule, distance=DISTANCES.get(params.evaluate.distance), ref_x0=ref["x0"],
+        ref_rewards=ref_r, budgets=ft_cfg.get("budgets", params.finetune_for(args.domain).budgets),
+        evaluations=ft_cfg.get("reward_evaluations", {}), identity=bool(ft_cfg.get("identity")),
+        num_samples=params.evaluate.num_samples, batch_size=params.sample.batch_size)
     write_npz(args.gallery, domain=np.asarray(args.domain), **gallery)
     write_json(args.out, out)
     return out
-
-
-def conditions_of(domain, prompts):
-    import torch
-
-    return torch.as_tensor(domain.tokens([str(p) for p in prompts]))
 
 
 def main(argv: list[str] | None = None) -> int:

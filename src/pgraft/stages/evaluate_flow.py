@@ -21,7 +21,8 @@ def body(args, params) -> dict:
     from pgraft.metrics.flops import flops_per_image
     from pgraft.models.mlp import VelocityMLP
     from pgraft.samplers.flow import batched, composed_sample, euler_sample
-    from pgraft.stages.common import load_model, seeded, set_threads
+    from pgraft.seeds import seeded
+    from pgraft.stages.common import load_model, set_threads
 
     set_threads()
     inc = params.inc

@@ -18,13 +18,16 @@ def body(args, params) -> dict:
     from pgraft.errors import StageError
     from pgraft.io import read_npz, read_table, write_json, write_table
     from pgraft.metrics.tilt import empirical_cdf
-    from pgraft.stages.common import build_rule, check_samples, numpy_rng
+    from pgraft.seeds import numpy_rng
+    from pgraft.stages.common import build_rule
+    from pgraft.workflows.artifacts import check_samples
+    from pgraft.workflows.scoring import select
 
     domain = domains.build(args.domain, params)
     rule = build_rule(params, args.domain)
     table = read_table(args.rewards, columns=("set", "index", "reward"))
     samples = read_npz(args.samples, required=("x0", "groups", "domain"))
-    check_samples(args.samples, samples, params, domain)
+    check_samples(args.samples, samples, domain)
     train = table[table["set"] == "train"].sort_values("index")
     ref = table[table["set"] == "reference"]["reward"].to_numpy()
     r = train["reward"].to_numpy()
@@ -40,8 +43,7 @@ def body(args, params) -> dict:
         raise StageError(f"{args.rewards}: no training rewards (set == 'train'); the sample stage drew nothing")
     if len(ref) == 0:
         raise StageError(f"{args.rewards}: no reference rewards (set == 'reference')")
-    keys = domain.dedup_keys(samples["x0"])
-    keep = rule.select(r, groups, generator=numpy_rng(4, args.seed), keys=keys)
+    keep, keys = select(rule, domain, samples["x0"], r, groups, numpy_rng(4, args.seed))
     if not keep.any():
         raise StageError(f"filter {rule.name} {rule.params} accepted no sample; loosen its parameters")
     u = empirical_cdf(ref, r)

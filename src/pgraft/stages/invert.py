@@ -20,7 +20,8 @@ def body(args, params) -> dict:
     from pgraft.errors import StageError
     from pgraft.io import write_json, write_npz
     from pgraft.samplers.flow import InversionWarning, batched, euler_invert, euler_sample
-    from pgraft.stages.common import load_model, seeded, set_threads
+    from pgraft.seeds import seeded
+    from pgraft.stages.common import load_model, set_threads
 
     set_threads()
     inc = params.inc

@@ -16,7 +16,8 @@ def body(args, params) -> dict:
     from pgraft.finetune import DenoisingObjective, train
     from pgraft.io import atomic_dir, write_json
     from pgraft.samplers.schedule import build_schedule
-    from pgraft.stages.common import auxiliary_dir, save_model, seeded, set_threads
+    from pgraft.seeds import seeded
+    from pgraft.stages.common import auxiliary_dir, save_model, set_threads
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -77,7 +78,8 @@ def _published_base(args, params, domain) -> dict:
 
     from pgraft.io import atomic_dir, write_json
     from pgraft.metrics.flops import flops_per_call
-    from pgraft.stages.common import auxiliary_dir, save_model, seeded
+    from pgraft.seeds import seeded
+    from pgraft.stages.common import auxiliary_dir, save_model
 
     model = domain.build_model().eval()
     tokens = torch.as_tensor(domain.tokens(domain.prompts("train")[:1]))

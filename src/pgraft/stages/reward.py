@@ -12,21 +12,18 @@ def body(args, params) -> dict:
     import pandas as pd
 
     from pgraft import domains
-    from pgraft.errors import StageError
     from pgraft.io import read_npz, write_table
-    from pgraft.stages.common import auxiliary_dir, check_samples, score
+    from pgraft.stages.common import auxiliary_dir
+    from pgraft.workflows.artifacts import check_samples
+    from pgraft.workflows.scoring import score_finite
 
     domain = domains.build(args.domain, params)
     domain.load_auxiliary(auxiliary_dir(args.model))
     frames = []
     for name, path in (("train", args.samples), ("reference", args.reference)):
         data = read_npz(path, required=("x0", "domain"))
-        check_samples(path, data, params, domain)
-        r = score(domain, data["x0"], data.get("prompt"))
-        bad = ~np.isfinite(r)
-        if bad.any():
-            raise StageError(f"{path}: the {args.domain} reward is not finite for {int(bad.sum())} of {len(r)} "
-                             f"samples (NaN {int(np.isnan(r).sum())}); rewards must be finite floats")
+        check_samples(path, data, domain)
+        r = score_finite(domain, data["x0"], data.get("prompt"), path)
         frames.append(pd.DataFrame({"set": name, "index": np.arange(len(r)), "reward": r}))
     table = pd.concat(frames, ignore_index=True)
     write_table(args.out, table)

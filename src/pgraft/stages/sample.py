@@ -17,7 +17,10 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.io import write_json, write_npz
     from pgraft.samplers.rollout import sample_in_batches
-    from pgraft.stages.common import conditions, load_model, seeded, set_threads
+    from pgraft.seeds import seeded
+    from pgraft.stages.common import load_model, set_threads
+    from pgraft.workflows.grs_round import draw_groups
+    from pgraft.workflows.scoring import conditions
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -26,17 +29,15 @@ def body(args, params) -> dict:
     m = params.group_size(args.domain)
     n = params.sample.num_groups * m
     grid = params.truncation_grid
-    prompts, cond = conditions(domain, "train", n, group_size=m)  # a group shares one prompt
-    ref_prompts, ref_cond = conditions(domain, "train", params.sample.reference_size)
     t0 = time.perf_counter()
-    x0, kept = sample_in_batches(lambda i: base, schedule, n, domain.shape, seeded(2, args.seed),
-                                 params.sample.batch_size, keep=grid, progress=True, cond=cond,
-                                 device=domain.device)
+    drawn = draw_groups(lambda i: base, schedule, domain, params.sample.num_groups, m, seeded(2, args.seed),
+                        params.sample.batch_size, keep=grid, progress=True)  # a group shares one prompt
     elapsed = time.perf_counter() - t0
+    x0, kept, prompts, groups = drawn.x0, drawn.kept, drawn.prompts, drawn.groups
+    ref_prompts, ref_cond = conditions(domain, "train", params.sample.reference_size)
     ref, _ = sample_in_batches(lambda i: base, schedule, params.sample.reference_size, domain.shape,
                                seeded(3, args.seed), params.sample.batch_size, cond=ref_cond,
                                device=domain.device)
-    groups = np.arange(n) // m
     extra = {} if prompts is None else {"prompt": prompts}
     ref_extra = {} if ref_prompts is None else {"prompt": ref_prompts}
     states = {f"state_k{k}": kept[k].numpy() for k in grid}

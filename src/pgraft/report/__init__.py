@@ -1,0 +1,1 @@
+"""Report: tables (pure pandas) and plots (matplotlib) built from the tidy summary table."""

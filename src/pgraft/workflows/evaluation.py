@@ -1,0 +1,80 @@
+"""The evaluation protocol: stitched-model draws per budget, metrics per split, distances to target and base."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from pgraft.metrics.diversity import mean_pairwise_distance
+from pgraft.metrics.tilt import tilt_weights
+from pgraft.seeds import seeded
+from pgraft.workflows.scoring import as_cond, conditions, score
+
+# the random streams of the evaluation draws, per seed: one per split and one for the gallery
+STREAMS = {"train": 7, "heldout": 17, "gallery": 27}
+
+
+def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k: int, seed: int, schedule,
+                     rule, distance, ref_x0: np.ndarray, ref_rewards: np.ndarray, budgets, evaluations: dict,
+                     identity: bool, num_samples: int, batch_size: int) -> tuple[dict, dict]:
+    """Metrics of the stitched sampler (load_finetuned(b) for the first k steps, base after) per budget, and
+    the gallery samples of the largest budget.
+
+    The exact tilted target p̄·g/E[g] (docs/METHOD.md §1) is the reference pool weighted by the rule's g.
+    Returns ({"target_reward_mean", "base_reward_mean", "b<budget>": metrics}, gallery arrays)."""
+    weights = tilt_weights(rule, ref_rewards)
+    splits = ("train", "heldout") if domain.conditional else ("train",)
+    conds = {s: conditions(domain, s, num_samples) for s in splits}
+    cache: dict = {}
+    out: dict = {"target_reward_mean": float(weights @ ref_rewards), "base_reward_mean": float(ref_rewards.mean())}
+    gallery: dict = {}
+    for b in budgets:
+        if identity and f"b{budgets[0]}" in out:  # k = 0: the base model, whatever the budget
+            out[f"b{b}"] = out[f"b{budgets[0]}"]
+            continue
+        ft = base if identity else load_finetuned(b)
+
+        def draw(count, cond, stream):
+            # common random numbers: the same noise for every k and budget of a seed (paired comparisons)
+            from pgraft.samplers.rollout import sample_in_batches
+            from pgraft.samplers.stitched import Stitched
+
+            x, _ = sample_in_batches(Stitched(ft, base, k), schedule, count, domain.shape, seeded(stream, seed),
+                                     batch_size, cond=cond, device=domain.device)
+            return x.numpy()
+
+        row: dict = {}
+        for split in splits:
+            prompts, cond = conds[split]
+            x = draw(num_samples, cond, STREAMS[split])
+            metrics = _split_metrics(domain, x, prompts)
+            if split == "train":  # the tilted target and the base pool are defined on the training prompts
+                metrics["dist_target"] = distance(x, ref_x0, weights, cache=cache)
+                metrics["dist_base"] = distance(x, ref_x0, cache=cache)
+                if domain.gallery_size and not domain.conditional:
+                    gallery = {"x": x[:domain.gallery_size]}
+            row.update({(m if split == "train" else f"{m}_heldout"): v for m, v in metrics.items()})
+        if str(b) in evaluations:
+            row["reward_evaluations"] = float(evaluations[str(b)])
+        if domain.gallery_size and domain.conditional:
+            prompts = np.asarray(domain.gallery_prompts())
+            x = draw(len(prompts), _tokens(domain, prompts), STREAMS["gallery"])
+            gallery = {"x": x, "prompt": prompts}
+        out[f"b{b}"] = row
+    if not gallery:
+        gallery = {"x": np.zeros((0, *domain.shape), dtype=np.float32)}
+    return out, gallery
+
+
+def _split_metrics(domain, x: np.ndarray, prompts) -> dict:
+    """Reward mean and spread, diversity and the domain's own metrics of one split's samples."""
+    r = score(domain, x, prompts)
+    return {"reward_mean": float(np.mean(r)), "reward_std": float(np.std(r)),
+            "diversity": mean_pairwise_distance(x), **domain.extra_metrics(x, as_cond(prompts))}
+
+
+def _tokens(domain, prompts):
+    import torch
+
+    return torch.as_tensor(domain.tokens([str(p) for p in prompts]))

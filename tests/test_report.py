@@ -1,0 +1,119 @@
+"""The report tables on small hand-made summary frames, against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pgraft.report import tables
+
+COLUMNS = ["kind", "domain", "rule", "seed", "k", "budget", "metric", "x", "value"]
+
+
+def tidy(*rows) -> pd.DataFrame:
+    """Rows (kind, seed, k, budget, metric, value) of domain "toy", as the aggregate stage writes them."""
+    return pd.DataFrame([{"kind": kind, "domain": "toy", "rule": "top_k", "seed": s, "k": k, "budget": b,
+                          "metric": m, "x": float("nan"), "value": v} for kind, s, k, b, m, v in rows],
+                        columns=COLUMNS)
+
+
+def evaluated(values: dict) -> pd.DataFrame:
+    """values[(k, budget, metric)] = [value of seed 0, value of seed 1, ...]."""
+    return tidy(*[("evaluate", s, k, b, m, v) for (k, b, m), vs in values.items() for s, v in enumerate(vs)])
+
+
+EV = evaluated({(0, 10, "reward_mean"): [1.0, 3.0], (0, 10, "diversity"): [2.0, 2.0],
+                (4, 10, "reward_mean"): [5.0, 6.0], (4, 10, "diversity"): [1.0, 0.5]})
+
+
+def test_mean_and_sample_std_over_seeds():
+    t = tables.per_k_budget(EV, ["reward_mean", "diversity"]).set_index(["k", "metric"])
+    assert t.loc[(0, "reward_mean"), "mean"] == 2.0
+    assert t.loc[(0, "reward_mean"), "std"] == pytest.approx(math.sqrt(2))  # ((1-2)² + (3-2)²) / (2-1)
+    assert t.loc[(4, "reward_mean"), "mean"] == 5.5
+    assert t.loc[(4, "reward_mean"), "std"] == pytest.approx(math.sqrt(0.5))
+    assert t.loc[(0, "diversity"), "std"] == 0.0
+    one_seed = tables.per_k_budget(EV[EV["seed"] == 1], ["reward_mean"]).set_index("k")
+    assert one_seed.loc[4, "mean"] == 6.0 and one_seed.loc[4, "std"] == 0  # one seed: no spread, not NaN
+
+
+def test_paired_differences_against_graft_per_seed():
+    d = tables.paired_vs_graft(EV, ("reward_mean", "diversity")).set_index("metric")
+    assert list(d["k"]) == [0, 0]  # GRAFT (the largest k) is not compared with itself
+    # reward: seed 0: 1 - 5 = -4, seed 1: 3 - 6 = -3 -> mean -3.5, std sqrt(0.5), se sqrt(0.5)/sqrt(2) = 0.5
+    assert d.loc["reward_mean", "diff"] == -3.5
+    assert d.loc["reward_mean", "se"] == pytest.approx(0.5)
+    # diversity: 2 - 1 = 1, 2 - 0.5 = 1.5 -> mean 1.25, se 0.25
+    assert d.loc["diversity", "diff"] == 1.25
+    assert d.loc["diversity", "se"] == pytest.approx(0.25)
+
+
+def test_paired_differences_use_only_seeds_both_have():
+    ev = evaluated({(0, 10, "reward_mean"): [1.0, 3.0], (4, 10, "reward_mean"): [5.0]})
+    d = tables.paired_vs_graft(ev, ("reward_mean",))
+    assert d["diff"].tolist() == [-4.0] and np.isnan(d["se"].iloc[0])  # one pair: no standard error
+
+
+def test_domain_markdown_rows():
+    ref = tidy(("reference", 0, 0, 0, "target_reward_mean", 4.0), ("reference", 1, 0, 0, "target_reward_mean", 5.0),
+               ("reference", 0, 0, 0, "base_reward_mean", 1.0), ("reference", 1, 0, 0, "base_reward_mean", 2.0))
+    md = tables.domain_markdown(EV, ref, "toy").splitlines()
+    assert "Exact tilted target reward: 4.5; base pool reward: 1.5." in md[2]
+    assert "| k | budget | reward_mean | diversity |" in md  # absent metrics are left out, in a fixed order
+    assert "| 0 | 10 | 2 ± 1.4 | 2 ± 0 |" in md
+    assert "| 4 | 10 | 5.5 ± 0.71 | 0.75 ± 0.35 |" in md
+    assert "| 0 | 10 | -3.5 ± 0.5 | +nan ± nan | +1.25 ± 0.25 |" in md  # no dist_target rows: NaN
+
+
+def test_best_k_is_the_partial_k_with_largest_mean_reward():
+    ev = evaluated({(0, 10, "reward_mean"): [9.0, 9.0], (1, 10, "reward_mean"): [1.0, 5.0],
+                    (2, 10, "reward_mean"): [4.0, 4.0], (4, 10, "reward_mean"): [9.0, 9.0]})
+    assert tables.best_k(ev, 4) == 2  # mean 4 at k=2 beats 3 at k=1; k = 0 and k = N never count
+    assert tables.best_k(ev[ev["k"] != 2], 4) == 1
+    assert tables.best_k(ev[ev["k"].isin([0, 4])], 4) == 4  # no 0 < k < N: GRAFT
+
+
+def comparison_frame() -> pd.DataFrame:
+    ev = evaluated({(0, 5, "reward_mean"): [0.0, 0.0], (0, 10, "reward_mean"): [2.0, 2.0],
+                    (2, 10, "reward_mean"): [3.0, 5.0], (4, 10, "reward_mean"): [3.0, 3.0],
+                    (4, 10, "reward_evaluations"): [64.0, 64.0]})
+    dd = tidy(("ddpo", 0, 4, 32, "reward_mean", 1.0), ("ddpo", 1, 4, 32, "reward_mean", 2.0),
+              ("ddpo", 0, 4, 16, "reward_mean", 7.0), ("pretrain", 0, 0, 0, "flops_per_sample", 1000.0))
+    return pd.concat([ev, dd], ignore_index=True)
+
+
+def test_ddpo_comparison_table():
+    c = tables.comparison(comparison_frame(), 4)
+    assert (c.budget, c.last, c.best_k) == (10, 32, 2)  # largest budget, last DDPO checkpoint, the only partial k
+    assert [label for label, _ in c.rows] == ["base (k = 0)", "DDPO (32 reward evaluations)", "GRAFT (k = 4)",
+                                             "P-GRAFT (best k = 2)"]
+    t = tables.comparison_table(c).set_index("method")
+    assert list(t["metric"]) == ["reward_mean"] * 4  # the only comparison metric present
+    assert t.loc["base (k = 0)", "mean"] == 2.0 and np.isnan(t.loc["base (k = 0)", "rel"])
+    assert t.loc["DDPO (32 reward evaluations)", "mean"] == 1.5
+    assert t.loc["DDPO (32 reward evaluations)", "rel"] == pytest.approx(-25.0)  # (1.5 - 2) / 2
+    assert t.loc["GRAFT (k = 4)", "std"] == 0.0 and t.loc["GRAFT (k = 4)", "rel"] == pytest.approx(50.0)
+    assert t.loc["P-GRAFT (best k = 2)", "mean"] == 4.0
+    assert t.loc["P-GRAFT (best k = 2)", "std"] == pytest.approx(math.sqrt(2))
+    assert t.loc["P-GRAFT (best k = 2)", "rel"] == pytest.approx(100.0)
+    md = tables.comparison_markdown(c, "toy").splitlines()
+    assert "on a pool of 64 scored samples, DDPO after 32 reward evaluations (sampler cost of the scored " \
+           "samples: 3.2e+04 FLOPs for every method)" in md[2]
+    assert md[-4:] == ["| base (k = 0) | 2 ± 0 |", "| DDPO (32 reward evaluations) | 1.5 ± 0.71 (-25.0 %) |",
+                       "| GRAFT (k = 4) | 3 ± 0 (+50.0 %) |", "| P-GRAFT (best k = 2) | 4 ± 1.4 (+100.0 %) |"]
+
+
+def test_inc_table_compares_with_the_base_at_twice_the_steps():
+    rows = []
+    for seed, (f2, f4, c2) in enumerate(((10.0, 6.0, 7.0), (12.0, 8.0, 9.0))):
+        for rule, n, fid, flops in (("base", 2, f2, 2.0), ("base", 4, f4, 4.0), ("inc", 2, c2, 3.0)):
+            rows += [{"kind": "inc", "domain": "toy", "rule": rule, "seed": seed, "k": 0, "budget": 0,
+                      "metric": m, "x": float(n), "value": v} for m, v in (("fid", fid), ("flops_per_image", flops))]
+    md = tables.inc_markdown(pd.DataFrame(rows, columns=COLUMNS), "toy").splitlines()
+    assert "| base | 2 | 11.000 ± 1.41 | 2 |" in md
+    assert "| base + INC | 2 | 8.000 ± 1.41 | 3 |" in md
+    # change (8 - 11) / 11 = -27.3 %; base at 2n = 4 steps: FID 7, FLOPs ratio 3 / 4
+    assert "| 2 | 11.000 | 8.000 | -27.3 % | 7.000 | 0.75 |" in md
