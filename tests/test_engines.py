@@ -140,7 +140,7 @@ def _edit_params(repo: Path, key: str, value) -> None:
 
 
 EDITS = [  # (params key and new value) or (source file to touch)
-    ("finetune.learning_rate", 0.002), ("sampler.eta", 0.5), ("gaussian.reward.temperature", 2.0),
+    ("finetune.learning_rate", 0.0037), ("sampler.eta", 0.5), ("gaussian.reward.temperature", 2.0),
     ("evaluate.num_samples", 120), ("src/pgraft/domains/gaussian.py", None), ("src/pgraft/samplers/rollout.py", None),
 ]
 

@@ -19,7 +19,7 @@ def ring_params(real: dict) -> dict:
     p["seeds"] = [0]
     p["ddpo"]["domains"] = []
     p["inc"]["domains"] = []
-    p["ring"] = {"base": p["gaussian"], "reward": {"angle": 1.0}}
+    p["ring"] = {**p["gaussian"], "angle": 1.0}
     return p
 
 

@@ -7,16 +7,10 @@ from pydantic import Field
 
 from pgraft.domains import register
 from pgraft.domains.gaussian import GaussianDomain, GaussianParams
-from pgraft.params_base import Strict
 
 
-class RingRewardParams(Strict):
-    angle: float = Field(0.0, ge=-np.pi, le=np.pi)  # preferred angle, radians
-
-
-class RingParams(Strict):
-    base: GaussianParams = GaussianParams()
-    reward: RingRewardParams = RingRewardParams()
+class RingParams(GaussianParams):
+    angle: float = Field(0.0, ge=-np.pi, le=np.pi)  # the preferred direction, radians
 
 
 class RingDomain(GaussianDomain):
@@ -25,13 +19,9 @@ class RingDomain(GaussianDomain):
     name = "ring"
     Params = RingParams
 
-    def __init__(self, params: RingParams):
-        super().__init__(params.base)
-        self.ring = params
-
     def reward(self, x, cond=None) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
-        return np.cos(np.arctan2(x[:, 1], x[:, 0]) - self.ring.reward.angle)
+        return np.cos(np.arctan2(x[:, 1], x[:, 0]) - self.params.angle)
 
 
 register("ring", RingDomain)

@@ -25,7 +25,7 @@ def body(args, params) -> dict:
     from pgraft.seeds import seeded
     from pgraft.stages.common import auxiliary_dir, build_rule, load_model, save_model, set_threads
     from pgraft.workflows import finetuning as fine
-    from pgraft.workflows.artifacts import check_samples
+    from pgraft.workflows.artifacts import check_samples, training_key
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -34,8 +34,7 @@ def body(args, params) -> dict:
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, domain)
     sel = read_table(args.selection, columns=("index", "keep"))
-    kind = method(args.k, params.sampler.num_steps)
-    key = "x0" if (ft.target == "x0" or kind == "graft") else f"state_k{args.k}"
+    key = training_key(args.k, params.sampler.num_steps, ft.target)
     if key not in samples:
         raise StageError(f"{args.samples}: no state for k={args.k} (has {sorted(samples)}); rerun sample")
     keep = sel.sort_values("index")["keep"].to_numpy().astype(bool)
@@ -45,7 +44,7 @@ def body(args, params) -> dict:
             "rounds": ft.rounds, "accepted": int(keep.sum()),
             # rewards computed to build the training data (every round scores a fresh pool of the same size)
             "reward_evaluations": {str(b): len(keep) * ft.rounds for b in ft.budgets}}
-    if kind == "base":  # nothing to fine-tune
+    if method(args.k, params.sampler.num_steps) == "base":  # nothing to fine-tune
         with atomic_dir(args.out) as tmp:
             write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta,
                                                    "reward_evaluations": {}})

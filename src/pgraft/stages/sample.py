@@ -19,6 +19,7 @@ def body(args, params) -> dict:
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.seeds import seeded
     from pgraft.stages.common import load_model, set_threads
+    from pgraft.workflows.artifacts import state_key
     from pgraft.workflows.grs_round import draw_groups
     from pgraft.workflows.scoring import conditions
 
@@ -40,7 +41,7 @@ def body(args, params) -> dict:
                                device=domain.device)
     extra = {} if prompts is None else {"prompt": prompts}
     ref_extra = {} if ref_prompts is None else {"prompt": ref_prompts}
-    states = {f"state_k{k}": kept[k].numpy() for k in grid}
+    states = {state_key(k): kept[k].numpy() for k in grid}
     # the noise levels travel with the states they describe (finetune reads them, without diffusers)
     write_npz(args.out, x0=x0.numpy(), groups=groups, grid=np.asarray(grid), domain=np.asarray(args.domain),
               **schedule.levels.to_arrays(), **states, **extra)
