@@ -61,6 +61,19 @@ class Stage:
 
 VALIDATED = "results/validated.txt"
 
+
+def _evaluated(finetuned: str) -> tuple[Port, ...]:
+    """What the evaluate command reads: the base, the fine-tuned checkpoints, the seed's reference and rewards."""
+    return (Port("model", "results/{domain}/base"), Port("finetuned", finetuned),
+            Port("reference", "results/{domain}/seed{seed}/reference.npz"),
+            Port("rewards", "results/{domain}/seed{seed}/rewards.parquet"))
+
+
+def _evaluation(metrics_dir: str) -> tuple[Port, ...]:
+    """What the evaluate command writes into one metrics directory."""
+    return (Port("out", f"{metrics_dir}/evaluate.json", "metric"),
+            Port("gallery", f"{metrics_dir}/gallery.npz", "plain"))
+
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "pgraft.stages.validate", inputs=(Port(None, "params.yaml"),),
           outputs=(Port("out", VALIDATED, "stamp"),), local=True),
@@ -93,12 +106,8 @@ STAGES: tuple[Stage, ...] = (
           params=("sampler", "filter", "sample.num_groups", "sample.group_size", "sample.batch_size", "finetune",
                   DOMAIN_PARAMS)),
     Stage("evaluate", "pgraft.stages.evaluate", ("domain", "seed", "k"), "reward",
-          inputs=(Port("model", "results/{domain}/base"),
-                  Port("finetuned", "results/{domain}/seed{seed}/k{k}/finetuned"),
-                  Port("reference", "results/{domain}/seed{seed}/reference.npz"),
-                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
-          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/k{k}/evaluate.json", "metric"),
-                   Port("gallery", "results/metrics/{domain}/seed{seed}/k{k}/gallery.npz", "plain")),
+          inputs=_evaluated("results/{domain}/seed{seed}/k{k}/finetuned"),
+          outputs=_evaluation("results/metrics/{domain}/seed{seed}/k{k}"),
           params=("sampler", "filter", "sample.batch_size", "evaluate", "finetune.budgets", DOMAIN_PARAMS)),
     Stage("ddpo", "pgraft.stages.ddpo", ("domain", "seed"), "ddpo",
           inputs=(Port("model", "results/{domain}/base"),),
@@ -106,12 +115,8 @@ STAGES: tuple[Stage, ...] = (
                    Port("metrics", "results/metrics/{domain}/seed{seed}/ddpo/train.json", "metric")),
           params=("sampler", "ddpo", DOMAIN_PARAMS)),
     Stage("evaluate_ddpo", "pgraft.stages.evaluate", ("domain", "seed"), "ddpo", fixed={"k": "sampler.num_steps"},
-          inputs=(Port("model", "results/{domain}/base"),
-                  Port("finetuned", "results/{domain}/seed{seed}/ddpo/finetuned"),
-                  Port("reference", "results/{domain}/seed{seed}/reference.npz"),
-                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
-          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/ddpo/evaluate.json", "metric"),
-                   Port("gallery", "results/metrics/{domain}/seed{seed}/ddpo/gallery.npz", "plain")),
+          inputs=_evaluated("results/{domain}/seed{seed}/ddpo/finetuned"),
+          outputs=_evaluation("results/metrics/{domain}/seed{seed}/ddpo"),
           params=("sampler", "filter", "sample.batch_size", "evaluate", "ddpo.checkpoints", DOMAIN_PARAMS)),
     Stage("pretrain_flow", "pgraft.stages.pretrain", ("domain",), "inc",
           outputs=(Port("out", "results/{domain}/base", "dir"),
@@ -164,7 +169,7 @@ def domain_list(stage: Stage, raw: dict) -> list[str]:
     return list(lookup(raw, DOMAIN_SOURCE[stage.domains], []) or []) if stage.domains else []
 
 
-def axis_values(stage: Stage, axis: str, raw: dict, domain: str | None = None) -> list:
+def axis_values(stage: Stage, axis: str, raw: dict) -> list:
     if axis == "domain":
         return domain_list(stage, raw)
     return list(lookup(raw, AXIS_SOURCE[axis], []) or [])
@@ -208,6 +213,3 @@ def run_domains(raw: dict) -> list[str]:
     out = list(lookup(raw, "domains", []) or [])
     return out + [d for d in lookup(raw, "inc.domains", []) or [] if d not in out]
 
-
-def domain_params_key(stage: Stage) -> bool:
-    return DOMAIN_PARAMS in stage.params
