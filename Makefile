@@ -9,20 +9,36 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup repro dvc-yaml test test-fast bench plots clean-results help slurm-profile slurm-up slurm-down
+.PHONY: setup lock repro repro-dvc dvc-yaml test test-fast bench plots clean-results help slurm-profile slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
+# requirements.txt is the full lock (every transitive pin, extras sd2 and test included) that `make lock` compiles
+# from requirements.in and pyproject.toml; pgraft itself goes in editable, without resolving anything more
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the pinned dependency set (idempotent)
+setup: $(STAMP)  ## create .venv and install the locked dependency set (requirements.txt; idempotent)
 
-repro: setup  ## run the embedded default pipeline (dvc.yaml from the stage table, then dvc repro) -> results/figures/
+PIP_TOOLS := pip-tools==7.6.2
+LOCK_INPUTS := pyproject.toml requirements.in
+LOCK_FLAGS := --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links --extra sd2 --extra test
+lock:  ## recompile the lock requirements.txt after editing requirements.in or pyproject.toml's dependencies
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q $(PIP_TOOLS) 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	CUSTOM_COMPILE_COMMAND="make lock  (pip-compile $(LOCK_INPUTS), extras sd2 and test)" \
+	  $(VENV)/bin/pip-compile $(LOCK_FLAGS) -o requirements.txt $(LOCK_INPUTS)
+
+repro: setup  ## run the embedded default pipeline on every core (Snakemake), record it in dvc.lock -> results/figures/
+	pgraft pipeline dvc
+	snakemake --profile workflow/profiles/local
+	dvc commit --force --quiet
+
+repro-dvc: setup  ## the same pipeline through `dvc repro` (one stage at a time; identical outputs)
 	pgraft pipeline dvc
 	dvc repro
 

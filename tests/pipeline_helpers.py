@@ -88,7 +88,8 @@ def shrink(raw: dict) -> dict:
     return p
 
 
-ENGINE_DOMAINS = ["gaussian", "digits_t2i"]  # one unconditional and one prompt-conditioned (with DDPO) domain
+# one unconditional and one prompt-conditioned (with DDPO) domain, and the flow domain (INC)
+ENGINE_DOMAINS = ["gaussian", "digits_t2i", "digits_flow"]
 
 
 def engine_shrink(raw: dict) -> dict:

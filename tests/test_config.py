@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,79 @@ def test_plugin_import_failure_is_one_line(real_params):
     msg = str(err.value)
     assert "\n" not in msg and "plugins" in msg and "no_such_pgraft_plugin" in msg
 
+
+
+# ---- one edit runs one domain: ddpo.domains and inc.domains follow `domains` unless set ----
+
+@pytest.mark.parametrize("domain,ddpo,inc", [("gaussian", [], []), ("digits_t2i", ["digits_t2i"], []),
+                                             ("digits_flow", [], ["digits_flow"])])
+def test_one_domain_is_one_edit(real_params, domain, ddpo, inc):
+    raw = {**copy.deepcopy(real_params), "domains": [domain]}
+    params = parse_params(raw)
+    assert params.ddpo.domains == ddpo and params.inc.domains == inc
+    assert params.reward_domains == ([] if domain == "digits_flow" else [domain])
+    assert params.run_domains == [domain] and params.domain_params(domain) is params.section(domain)
+
+
+def test_domain_lists_default_to_the_kinds_of_domains(real_params):
+    assert "domains" not in real_params["ddpo"] and "domains" not in real_params["inc"]  # params.yaml leaves them out
+    params = parse_params(copy.deepcopy(real_params))
+    assert "digits_flow" in params.domains and "digits_flow" not in params.reward_domains
+    assert params.ddpo.domains == ["digits_t2i"] and params.inc.domains == ["digits_flow"]
+    assert params.run_domains == params.domains
+    again = parse_params(params.model_dump(mode="json"))  # the resolved settings validate as they are
+    assert again.ddpo.domains == params.ddpo.domains and again.inc.domains == params.inc.domains
+    raw = copy.deepcopy(real_params)
+    raw["ddpo"]["domains"], raw["inc"]["domains"] = [], []  # explicit lists win: [] switches a chain off
+    params = parse_params(raw)
+    assert params.ddpo.domains == [] and params.inc.domains == [] and params.run_domains == params.reward_domains
+
+
+@pytest.mark.parametrize("domains,key,value,valid", [
+    (["gaussian"], "ddpo.domains", ["digits_t2i"], "[]"),  # not in domains
+    (None, "ddpo.domains", ["gaussian"], "['digits_t2i']"),  # in domains, not prompt-conditioned
+    (["gaussian", "digits_t2i"], "inc.domains", ["digits_flow"], "[]"),  # not in domains
+    (None, "inc.domains", ["qm9"], "['digits_flow']"),  # not a flow domain
+    (None, "ddpo.domains", ["digits_t2i", "digits_t2i"], "repeats"),
+])
+def test_bad_explicit_domain_list_is_one_line(real_params, domains, key, value, valid):
+    raw = _set(copy.deepcopy(real_params), key, value)
+    if domains is not None:
+        raw["domains"] = domains
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw, source="params.yaml")
+    header, *lines = str(err.value).splitlines()
+    assert header == "params.yaml: 1 invalid setting(s)" and len(lines) == 1, str(err.value)
+    line = lines[0]
+    assert key in line and str(value) in line and valid in line, line
+    assert len(line) < 250 and "{" not in line and "truncation_grid" not in line, line  # no dump of the params
+
+
+def test_no_error_repeats_a_large_value(real_params):
+    raw = {**copy.deepcopy(real_params), "seeds": list(range(-1, 500))}
+    raw["sampler"] = {**raw["sampler"], "num_steps": [{"a": 1}] * 100}
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert all(len(line) < 250 for line in str(err.value).splitlines()), str(err.value)
+
+
+def test_pipeline_dvc_renders_one_domain(real_params, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from pgraft import cli
+
+    root = Path(__file__).resolve().parents[1]
+    params = write_params(tmp_path / "params.yaml", {**copy.deepcopy(real_params), "domains": ["gaussian"]})
+    monkeypatch.chdir(root)  # the stage table's code dependencies are paths in the repository
+    out = tmp_path / "dvc.yaml"
+    assert cli.main(["pipeline", "dvc", "--params", str(params), "--out", str(out)]) == 0
+    stages = yaml.safe_load(out.read_text())["stages"]
+    per_domain = {name.split("-", 1)[1] for name in stages if "-" in name}
+    assert per_domain == {"gaussian"}, sorted(stages)
+    assert {"pretrain-gaussian", "sample-gaussian", "finetune-gaussian", "evaluate-gaussian"} <= set(stages)
+    bad = write_params(tmp_path / "bad.yaml", _set(copy.deepcopy(real_params), "domains", ["gaussian"]) |
+                       {"ddpo": {**real_params["ddpo"], "domains": ["digits_t2i"]}})
+    capsys.readouterr()
+    assert cli.main(["pipeline", "dvc", "--params", str(bad), "--out", str(tmp_path / "bad.yaml.out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "ddpo.domains ['digits_t2i']" in err[1], err

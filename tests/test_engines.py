@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pgraft.config import parse_params
+
 from pipeline_helpers import BIN, ROOT, engine_shrink, project_copy as _project_copy, run_cmd as _run
 
 
@@ -49,11 +51,11 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
     repo = _project_copy(tmp_path, None)
     dvc, smk = dvc_commands(repo), snakemake_commands(repo)
     assert dvc == smk, f"only in DVC: {sorted(dvc - smk)[:5]}\nonly in Snakemake: {sorted(smk - dvc)[:5]}"
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    seeds, grid, inc = len(p["seeds"]), len(p["truncation_grid"]), p["inc"]
-    flow = len(inc["domains"]) * (1 + len(inc["corrected_steps"]) * (1 + seeds) + seeds)
-    ddpo = 2 * len(p["ddpo"]["domains"]) * seeds  # ddpo + evaluate_ddpo per seed
-    assert len(dvc) == len(p["domains"]) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 3  # + validate
+    p = parse_params(yaml.safe_load((repo / "params.yaml").read_text()))  # the domain lists, defaults resolved
+    seeds, grid, inc = len(p.seeds), len(p.truncation_grid), p.inc
+    flow = len(inc.domains) * (1 + len(inc.corrected_steps) * (1 + seeds) + seeds)
+    ddpo = 2 * len(p.ddpo.domains) * seeds  # ddpo + evaluate_ddpo per seed
+    assert len(dvc) == len(p.reward_domains) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 3  # + validate
     outs = {o.rstrip("/") for o in dvc_outputs(repo)}
     smk_outs = {o.rstrip("/") for o in snakemake_outputs(repo)}
     assert outs <= smk_outs, sorted(outs - smk_outs)[:5]

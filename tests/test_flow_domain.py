@@ -78,8 +78,11 @@ def test_flow_domain_is_refused_in_the_reward_sweep(real_params):
     from pgraft.config import ConfigError
 
     p = shrink(real_params)
-    p["domains"] = ["digits_flow"]
-    with pytest.raises(ConfigError, match="flow domains go in inc.domains"):
+    p["domains"] = ["digits_flow"]  # listed in domains, a flow domain runs INC only
+    params = parse_params(p)
+    assert params.reward_domains == [] and params.inc.domains == ["digits_flow"] and params.ddpo.domains == []
+    p["ddpo"]["domains"] = ["digits_flow"]
+    with pytest.raises(ConfigError, match="prompt-conditioned"):
         parse_params(p)
 
 

@@ -188,7 +188,8 @@ def test_auxiliary_feature_network_round_trips(tiny_domain, tmp_path):
     assert "fd" not in tiny_domain.extra_metrics(x)  # no feature network loaded yet
     tiny_domain.load_auxiliary(tmp_path / "auxiliary")
     out = tiny_domain.extra_metrics(x)
-    assert set(out) == {"alignment", "overlap", "num_boxes", "max_iou", "max_iou_matched", "fd"}
+    assert set(out) == {"alignment", "alignment_no_padding", "overlap", "num_boxes", "max_iou", "max_iou_matched",
+                        "max_iou_best_match", "max_iou_best_match_matched", "fd"}
     assert all(np.isfinite(v) for v in out.values())
     again = LayoutsDomain(tiny_domain.params)
     again.load_auxiliary(tmp_path / "auxiliary")

@@ -63,9 +63,9 @@ def test_domain_markdown_rows():
     md = tables.domain_markdown(EV, ref, "toy").splitlines()
     assert "Exact tilted target reward: 4.5; base pool reward: 1.5." in md[2]
     assert "| k | budget | reward_mean | diversity |" in md  # absent metrics are left out, in a fixed order
-    assert "| 0 | 10 | 2 ± 1.4 | 2 ± 0 |" in md
-    assert "| 4 | 10 | 5.5 ± 0.71 | 0.75 ± 0.35 |" in md
-    assert "| 0 | 10 | -3.5 ± 0.5 | +nan ± nan | +1.25 ± 0.25 |" in md  # no dist_target rows: NaN
+    assert "| 0 (base) | – | 2 ± 1.4 | 2 ± 0 |" in md  # the base model has no budget
+    assert "| 4 (GRAFT) | 10 | 5.5 ± 0.71 | 0.75 ± 0.35 |" in md
+    assert "| 0 (base) | 10 | -3.5 ± 0.5 | +nan ± nan | +1.25 ± 0.25 |" in md  # no dist_target rows: NaN
 
 
 def test_best_k_is_the_partial_k_with_largest_mean_reward():

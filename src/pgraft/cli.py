@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 
+from pgraft import __version__
 from pgraft.stages import STAGES
 
 STAGE_HELP = {
@@ -33,11 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         "\n  schema     print the JSON Schema of params.yaml"
         "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml from the stage table (--check: fail if stale);"
         "\n             `pgraft pipeline show`: the stages, their matrices, params keys and code files"
-        "\n  track      `pgraft track sync`: mirror spooled stage records into MLflow"
+        "\n  track      `pgraft track sync`: mirror spooled stage records into MLflow; `pgraft track wait`:"
+        "\n             wait for the background syncer (README \"Compare in MLflow\")"
         "\n\n`pgraft <command> --help` shows each command's options.")
     top = argparse.ArgumentParser(prog="pgraft", description="Reward fine-tuning of diffusion models by "
                                   "rejection sampling (GRAFT / P-GRAFT): pipeline stages and tools.",
                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("-V", "--version", action="version", version=f"pgraft {__version__}")
     top.add_argument("command", choices=[*STAGES, "validate", "schema", "track", "pipeline"], metavar="command")
     top.add_argument("rest", nargs=argparse.REMAINDER)
     if not argv or argv[0] in ("-h", "--help"):
@@ -137,16 +140,29 @@ def _track(rest: list[str]) -> int:
     from pgraft.errors import ConfigError
     from pgraft.stages import tracking
 
-    p = argparse.ArgumentParser(prog="pgraft track", description="Mirror the spooled stage records into MLflow.")
-    p.add_argument("action", choices=["sync"])
+    p = argparse.ArgumentParser(prog="pgraft track", description="Mirror the spooled stage records into MLflow "
+                                "(the store and experiment of params' tracking section).")
+    p.add_argument("action", choices=["sync", "wait"],
+                   help="sync: mirror what changed since the store last saw the spool; wait: wait until no "
+                        "background syncer runs (before reading MLflow right after a pipeline)")
     p.add_argument("--params", default="params.yaml")
+    p.add_argument("--pipeline", help="sync only this pipeline id (a directory of .pgraft/spool)")
+    p.add_argument("--force", action="store_true", help="recheck every spooled pipeline against MLflow")
+    p.add_argument("--timeout", type=float, default=600.0, help="wait: seconds to wait at most")
     args = p.parse_args(rest)
     try:
         params = load_params(args.params)
     except ConfigError as err:
         print(f"pgraft track: error: {err}", file=sys.stderr)
         return 2
-    stats = tracking.sync(params.tracking.uri, params.tracking.experiment)
+    t = params.tracking
+    if args.action == "wait":
+        idle = tracking.wait_idle(t.uri, t.experiment, timeout=args.timeout)
+        print("no background syncer runs" if idle else f"a background syncer still runs after {args.timeout:.0f} s")
+        return 0 if idle else 1
+    from pgraft.stages import tracking_sync
+
+    stats = tracking_sync.sync(t.uri, t.experiment, pipeline=args.pipeline, force=args.force)
     print(json.dumps(stats))
     return 0 if stats["ok"] else 1
 

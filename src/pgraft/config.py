@@ -19,6 +19,12 @@ from pgraft.params_base import Strict
 
 SAMPLERS = ("ddim", "ddpm")
 TARGETS = ("intermediate", "x0")
+#: the chains beside the reward chain: which domains of `domains` each can run (its `<key>.domains` defaults to
+#: all of them), as (what they are, test on the registered domain class)
+CHAINS = {
+    "ddpo": ("prompt-conditioned diffusion domains", lambda cls: cls.kind == "diffusion" and cls.conditional),
+    "inc": ("flow domains", lambda cls: cls.kind == "flow"),
+}
 
 
 class SampleParams(Strict):
@@ -34,10 +40,13 @@ class EvaluateParams(Strict):
 
 
 class TrackingParams(Strict):
+    """MLflow mirroring of the stage records (pgraft.stages.tracking); files stay the source of truth."""
+
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
     experiment: str = Field("pgraft", min_length=1)
-    sync_each_stage: bool = False
+    live: bool = True  # a background syncer mirrors each record soon after its stage ends (else: at aggregate)
+    idle_s: float = Field(10.0, gt=0.0, le=3600.0)  # seconds without new records before that syncer exits
 
 
 class CorrectorParams(Strict):
@@ -49,6 +58,7 @@ class CorrectorParams(Strict):
 
 
 class IncParams(Strict):
+    #: flow domains to run INC on; left out: every flow domain of `domains` (SharedParams resolves it)
     domains: list[str] = Field(default_factory=list)
     base_steps: list[int] = Field(default_factory=lambda: [5, 10, 20, 40], min_length=1)
     corrected_steps: list[int] = Field(default_factory=lambda: [5, 10])
@@ -74,6 +84,7 @@ class IncParams(Strict):
 class DdpoParams(Strict):
     """DDPO (Black et al. 2023): policy-gradient fine-tuning with online sampling, the baseline of the comparison."""
 
+    #: prompt-conditioned domains that get a DDPO run; left out: every one of `domains` (SharedParams resolves it)
     domains: list[str] = Field(default_factory=list)
     checkpoints: list[int] = Field(default_factory=lambda: [1024, 2048, 4096])
     prompts_per_batch: int = Field(16, ge=1)
@@ -102,6 +113,8 @@ class SharedParams(Strict):
 
     #: modules imported before validation; each registers out-of-tree domains (pgraft.domains.register)
     plugins: list[str] = Field(default_factory=list)
+    #: every domain to run: the diffusion domains run the reward chain (and DDPO if prompt-conditioned), the flow
+    #: domains run INC; `ddpo.domains` and `inc.domains` default to those of this list
     domains: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     truncation_grid: list[int] = Field(min_length=2)
@@ -117,10 +130,10 @@ class SharedParams(Strict):
     @field_validator("domains")
     @classmethod
     def _known_domains(cls, v: list[str]) -> list[str]:
-        valid = [n for n in REGISTRY.names() if REGISTRY.get(n).kind == "diffusion"]
+        valid = REGISTRY.names()
         bad = [d for d in v if d not in valid]
         if bad:
-            raise ValueError(f"unknown reward domain(s) {bad}; valid: {valid} (flow domains go in inc.domains)")
+            raise ValueError(f"unknown domain(s) {bad}; valid: {valid}")
         if len(set(v)) != len(v):
             raise ValueError("domains must not repeat")
         return v
@@ -142,18 +155,43 @@ class SharedParams(Strict):
             raise ValueError(f"truncation_grid {grid}: values must be distinct and increasing")
         if grid[0] != 0 or grid[-1] != n:
             raise ValueError(f"truncation_grid {grid}: must include 0 (base) and N={n} (GRAFT)")
-        flows = [n for n in REGISTRY.names() if REGISTRY.get(n).kind == "flow"]
-        bad = [d for d in self.inc.domains if d not in flows]
-        if bad:
-            raise ValueError(f"inc.domains {self.inc.domains}: {bad} are not flow domains; valid: {flows}")
-        bad = [d for d in self.ddpo.domains if d not in self.domains or not REGISTRY.get(d).conditional]
-        if bad:
-            raise ValueError(f"ddpo.domains {self.ddpo.domains}: {bad} must be prompt-conditioned domains listed "
-                             f"in domains {self.domains}")
-        for d in [*self.domains, *self.inc.domains]:
+        for d in self.domains:
             if self.section(d) is None:
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
+        self._resolve_chain("ddpo", self.ddpo)
+        self._resolve_chain("inc", self.inc)
         return self
+
+    def _resolve_chain(self, key: str, section: DdpoParams | IncParams) -> None:
+        """`<key>.domains` as given (each one a choice of CHAINS[key] among `domains`) or, left out, every choice."""
+        choices = self.chain_choices(key)
+        if "domains" not in section.model_fields_set:
+            # validated params are frozen: the default is set once, here, on a copy of the section
+            object.__setattr__(self, key, section.model_copy(update={"domains": choices}))
+            return
+        given = section.domains
+        bad = [d for d in given if d not in choices]
+        if bad:
+            raise ValueError(f"{key}.domains {given}: {bad} are not among the {CHAINS[key][0]} listed in domains; "
+                             f"valid: {choices} (leave {key}.domains out to run all of them)")
+        if len(set(given)) != len(given):
+            raise ValueError(f"{key}.domains {given}: a domain repeats")
+
+    def chain_choices(self, key: str) -> list[str]:
+        """The domains of `domains` that chain `key` (ddpo | inc) can run, in their order."""
+        accepts = CHAINS[key][1]
+        return [d for d in self.domains if accepts(REGISTRY.get(d))]
+
+    @property
+    def reward_domains(self) -> list[str]:
+        """The domains of the reward chain (pretrain, sample, reward, filter, finetune, evaluate): the diffusion
+        domains of `domains`, in their order."""
+        return [d for d in self.domains if REGISTRY.get(d).kind == "diffusion"]
+
+    @property
+    def run_domains(self) -> list[str]:
+        """Every domain some chain runs (the reward domains and inc.domains), in the order of `domains`."""
+        return [d for d in self.domains if d in self.reward_domains or d in self.inc.domains]
 
     def finetune_for(self, domain: str) -> FinetuneParams:
         """The fine-tuning settings of `domain`: its section's own `finetune:` when it sets one, else the top-level."""
@@ -178,11 +216,10 @@ class SharedParams(Strict):
         return getattr(self, domain) if domain in REGISTRY and domain in type(self).model_fields else None
 
     def domain_params(self, domain: str) -> BaseModel:
-        """The section of a domain this run uses (listed in domains or inc.domains)."""
-        section = self.section(domain) if domain in (*self.domains, *self.inc.domains) else None
+        """The section of a domain this run uses (listed in domains)."""
+        section = self.section(domain) if domain in self.domains else None
         if section is None:
-            raise ConfigError(f"domain {domain!r} is not configured (domains: {self.domains}, "
-                              f"inc.domains: {self.inc.domains})")
+            raise ConfigError(f"domain {domain!r} is not configured (domains: {self.domains})")
         return section
 
 
@@ -250,10 +287,12 @@ def parse_params(raw: dict, source: str = "params") -> Params:
 
 
 def format_errors(err: ValidationError, raw: dict, source: str, model: type[BaseModel] = Params) -> str:
-    """One line per error: the key, the value given (never a whole section) and the rule it breaks."""
+    """One line per error: the key, the value given (never a whole section, at most SHOWN characters) and the rule
+    it breaks (what is expected). Pydantic's own text is never used: it repeats the input, the whole params dict
+    for a cross-field rule."""
     lines = [f"{source}: {err.error_count()} invalid setting(s)"]
     for e in err.errors():
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = " ".join(e["msg"].removeprefix("Value error, ").split())  # one line
         if not e["loc"]:  # a cross-field rule of the top level: its message names the keys and values
             lines.append(f"  - {msg}")
             continue
@@ -261,9 +300,17 @@ def format_errors(err: ValidationError, raw: dict, source: str, model: type[Base
         if e["type"] == "extra_forbidden":
             msg = f"unknown key; allowed here: {_allowed_keys(model, e['loc'][:-1])}"
         given = _lookup(raw, e["loc"])
-        shown = "" if given is _MISSING or isinstance(given, dict) else f" (given {given!r})"
+        shown = "" if given is _MISSING or isinstance(given, dict) else f" (given {_short(given)})"
         lines.append(f"  - {key}{shown}: {msg}")
     return "\n".join(lines)
+
+
+SHOWN = 80  # characters of a given value an error line repeats
+
+
+def _short(value: Any) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= SHOWN else text[:SHOWN - 3] + "..."
 
 
 _MISSING = object()

@@ -10,9 +10,9 @@ from pgraft.stages import aggregate, reward
 from pipeline_helpers import stage_commands, write_params
 
 
-def _with_tracking(work, params, uri, each_stage):
-    tracked = {**params, "tracking": {**params["tracking"], "enabled": True, "uri": uri,
-                                      "sync_each_stage": each_stage}}
+def _with_tracking(work, params, uri, live):
+    tracked = {**params, "tracking": {**params["tracking"], "enabled": True, "uri": uri, "live": live,
+                                      "idle_s": 1.0}}
     write_params(work / "tracked.yaml", tracked)
 
 
@@ -26,12 +26,15 @@ def test_unreachable_server_never_fails_a_stage(prepared, monkeypatch, capsys):
     work, params = prepared
     monkeypatch.chdir(work)
     monkeypatch.setenv("PGRAFT_STATE_DIR", str(work / ".pgraft-outage"))
-    _with_tracking(work, params, "http://127.0.0.1:9", each_stage=True)
+    _with_tracking(work, params, "http://127.0.0.1:9", live=True)
     t0 = time.perf_counter()
     assert reward.main(_args(params, reward)) == 0
     assert time.perf_counter() - t0 < 60
-    err = capsys.readouterr().err
-    assert "unavailable" in err and "pgraft track sync" in err
+    from pgraft.stages import tracking
+
+    assert tracking.wait_idle("http://127.0.0.1:9", params["tracking"]["experiment"], timeout=120)
+    log = (work / ".pgraft-outage" / "syncer.log").read_text()
+    assert "unavailable" in log and "pgraft track sync" in log
     assert list((work / ".pgraft-outage" / "spool").rglob("reward-*.json")), "the record must stay spooled"
 
 
@@ -40,7 +43,7 @@ def test_locked_sqlite_never_fails_aggregate(prepared, monkeypatch, capsys, tmp_
     monkeypatch.chdir(work)
     monkeypatch.setenv("PGRAFT_STATE_DIR", str(work / ".pgraft-locked"))
     db = tmp_path / "mlflow.db"
-    _with_tracking(work, params, f"sqlite:///{db}", each_stage=False)
+    _with_tracking(work, params, f"sqlite:///{db}", live=False)
     assert aggregate.main(_args(params, aggregate)) == 0  # creates the database
     capsys.readouterr()
     holder = sqlite3.connect(db, timeout=0.1)

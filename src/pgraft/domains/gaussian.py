@@ -41,6 +41,7 @@ class GaussianDomain(DiffusionDomain):
     Params = GaussianParams
     shape = (2,)
     table_metrics = ("mode_entropy",)
+    gallery_size = 1000  # points per (seed, k) drawn over the density in gaussian_samples.png
 
     def means(self) -> np.ndarray:
         m = self.params.mixture
@@ -97,6 +98,22 @@ class GaussianDomain(DiffusionDomain):
         p = counts / counts.sum()
         entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
         return {"mode_entropy": entropy, "data_log_density": float(self.log_density(x).mean())}
+
+    def draw(self, ax, x: np.ndarray, cond: Cond = None) -> None:
+        """The samples as dots over the mixture's density (grey shades), the reward direction as an arrow."""
+        m = self.params.mixture
+        lim = m.radius + 4 * m.std
+        grid = np.linspace(-lim, lim, 161)
+        gx, gy = np.meshgrid(grid, grid)
+        density = np.exp(self.log_density(np.stack([gx.ravel(), gy.ravel()], axis=1))).reshape(gx.shape)
+        ax.contourf(gx, gy, density, levels=10, cmap="Greys", alpha=0.7)
+        ax.scatter(x[:, 0], x[:, 1], s=2, color="C3", alpha=0.5, linewidths=0)
+        d = np.asarray(self.params.reward.direction, dtype=np.float64)
+        d = 0.5 * m.radius * d / np.linalg.norm(d)
+        ax.annotate("", xy=(d[0], d[1]), xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": "C0", "lw": 1.5})
+        ax.text(d[0], d[1], " reward\n direction", color="C0", fontsize=7, va="center")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="x₁ (data units)",
+               ylabel="x₂ (data units)")
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:

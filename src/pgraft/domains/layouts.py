@@ -155,19 +155,27 @@ class LayoutsDomain(DiffusionDomain):
         return layout_reward(r.name, boxes, mask, r.weights.alignment, r.weights.overlap)
 
     def extra_metrics(self, x: np.ndarray, cond: Cond = None) -> dict[str, float]:
-        """Mean alignment and overlap (lower is better), mean number of boxes, maxIoU against the test layouts
-        (and the fraction of scored layouts whose class multiset occurs there), and, once the feature network
-        is loaded (load_auxiliary), the Fréchet distance to the test layouts in its feature space."""
-        from pgraft.metrics.layout_metrics import max_iou
-        from pgraft.rewards.layout import alignment, overlap
+        """Layout metrics (docs/METRICS.md): mean alignment and overlap (lower is better) and maxIoU against
+        all test layouts (with the fraction of layouts it pairs), as the LayoutGAN++ code computes them; the
+        alignment the reward uses (alignment_no_padding) and the best-match maxIoU of the first
+        metrics.max_iou_layouts layouts (max_iou_best_match, with its matched fraction); the mean number of
+        boxes; and, once the feature network is loaded (load_auxiliary), the Fréchet distance to the test
+        layouts in its feature space."""
+        from pgraft.metrics.layout_metrics import alignment, alignment_no_padding, max_iou, max_iou_best_match
+        from pgraft.rewards.layout import overlap
 
         classes, boxes, mask = decode(x)
         test_classes, test_boxes = self.layouts("test")
+        test_mask = test_classes >= 0
         m = self.params.metrics
-        miou, matched = max_iou(classes, boxes, mask, test_classes, test_boxes, test_classes >= 0,
-                                max_layouts=m.max_iou_layouts, max_candidates=m.max_iou_candidates)
-        out = {"alignment": float(alignment(boxes, mask).mean()), "overlap": float(overlap(boxes, mask).mean()),
-               "num_boxes": float(mask.sum(1).mean()), "max_iou": miou, "max_iou_matched": matched}
+        miou, matched = max_iou(classes, boxes, mask, test_classes, test_boxes, test_mask)
+        best, best_matched = max_iou_best_match(classes, boxes, mask, test_classes, test_boxes, test_mask,
+                                                max_layouts=m.max_iou_layouts, max_candidates=m.max_iou_candidates)
+        out = {"alignment": float(alignment(boxes, mask).mean()),
+               "alignment_no_padding": float(alignment_no_padding(boxes, mask).mean()),
+               "overlap": float(overlap(boxes, mask).mean()), "num_boxes": float(mask.sum(1).mean()),
+               "max_iou": miou, "max_iou_matched": matched,
+               "max_iou_best_match": best, "max_iou_best_match_matched": best_matched}
         if self._aux_dir is not None and len(x) >= 2:
             from pgraft.metrics.layout_metrics import frechet_distance
 

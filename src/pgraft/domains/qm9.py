@@ -190,7 +190,7 @@ class Qm9Domain(DiffusionDomain):
     # --- gallery ---
 
     def draw(self, ax, x: np.ndarray, cond: Cond = None) -> None:
-        """The decoded molecules in one row (RDKit drawing), SMILES below each; invalid: an empty cell
+        """The decoded molecules in one row (RDKit drawing), SMILES below each; invalid: a crossed-out cell
         labelled "invalid". Ticks and frame are hidden, the axis label (set by the caller) is kept."""
         from rdkit import Chem
         from rdkit.Chem import Draw
@@ -200,6 +200,10 @@ class Qm9Domain(DiffusionDomain):
         image = Draw.MolsToGridImage([m if m is not None else Chem.Mol() for m in mols],
                                      molsPerRow=max(len(mols), 1), subImgSize=(160, 160), legends=legends)
         ax.imshow(np.asarray(image))
+        for i in (i for i, m in enumerate(mols) if m is None):  # RDKit draws nothing for an empty molecule
+            left, right = i * 160 + 30, (i + 1) * 160 - 30
+            ax.plot([left, right, np.nan, left, right], [30, 130, np.nan, 130, 30], color="0.55", lw=1)
+            ax.text((left + right) / 2, 150, "invalid", ha="center", va="center", fontsize=7, color="C3")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():

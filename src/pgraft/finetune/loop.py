@@ -7,6 +7,10 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+#: the learning curve keeps the mean training loss of every LOG_EVERY optimizer steps (read off the loss list
+#: after training, so recording it changes no numeric result)
+LOG_EVERY = 10
+
 
 class Objective(Protocol):
     def batch(self, size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -50,3 +54,14 @@ def train(
             resume.maybe_save(step, model, opt, generator, losses)
     model.eval()
     return losses
+
+
+def loss_history(losses: list[float], every: int = LOG_EVERY) -> list[list[float]]:
+    """[[step, mean loss of the `every` steps up to step], ...] at every multiple of `every` and at the last step
+    (1-based steps, as on_step counts them)."""
+    if every < 1:
+        raise ValueError(f"loss_history: every must be >= 1 (got {every})")
+    ends = list(range(every, len(losses) + 1, every))
+    if losses and (not ends or ends[-1] != len(losses)):
+        ends.append(len(losses))
+    return [[step, float(sum(losses[max(0, step - every):step]) / (step - max(0, step - every)))] for step in ends]

@@ -83,14 +83,18 @@ def stage_modules(module: str, domain: str | None) -> set[str]:
     return closure(start, {REGISTRY_PACKAGE}, set(owners.values()) - {own})
 
 
+def checkout() -> Path:
+    """The directory holding src/pgraft (stage files of the package are named relative to it)."""
+    return _package_root().parent.parent
+
+
 def stage_files(module: str, domain: str | None, root: Path) -> list[str]:
     """The source files of `stage_modules`, sorted: the package's relative to its checkout (src/pgraft/...),
     an out-of-tree module's relative to `root` where it lies under it."""
-    checkout = _package_root().parent.parent
     out = set()
     for m in stage_modules(module, domain):
         f = module_file(m).resolve()
-        for base in (checkout, Path(root).resolve()):
+        for base in (checkout(), Path(root).resolve()):
             if f.is_relative_to(base):
                 out.add(f.relative_to(base).as_posix())
                 break

@@ -6,21 +6,42 @@ from pathlib import Path
 
 import yaml
 
-from pgraft.pipeline.code_deps import stage_files
-from pgraft.pipeline.table import AXIS_SOURCE, STAGES, VALIDATED, Stage, domain_list, params_keys
+from pgraft.pipeline import stamps
+from pgraft.pipeline.table import AXIS_SOURCE, STAGES, Stage, domain_list, stamp_path, stamped
 
 HEADER = """\
 # GENERATED from the stage table in src/pgraft/pipeline/table.py by `pgraft pipeline dvc` (make repro runs it):
-# do not edit by hand. One stage per (stage, domain) so that each depends on exactly the params keys it reads
-# and the source files its module imports for that domain; seeds, truncation points and n stay matrices over
-# params.yaml. Regenerate after changing `domains`, `ddpo.domains`, `inc.domains`, `plugins` or the code's
-# imports (the validate stage refuses a stale dvc.yaml). The same table drives workflow/Snakefile.
+# do not edit by hand. One stage per (stage, domain); each depends on its stamp in results/stamps/, which the
+# validate stage writes with exactly the params values the stage reads and the digests of the source files its
+# module imports for that domain (an unchanged stamp reruns nothing). Seeds, truncation points and n stay
+# matrices over params.yaml. Regenerate after changing `domains`, `ddpo.domains`, `inc.domains`, `plugins` or
+# the code's imports (the validate stage refuses a stale dvc.yaml). The same table drives workflow/Snakefile.
 """
 
-PLOTS = [
-    {"results/plots/vs_k": {"x": "k", "y": "value"}},
-    {"results/plots/tradeoff": {"x": "dist_target", "y": "reward_mean"}},
-]
+PLOT_TEMPLATE = "workflow/dvc_plots/seed_band.json"  # mean over seeds with a ±1 sd band, one line per budget
+
+
+def _plots(raw: dict) -> list[dict]:
+    """`dvc plots show`: per reward domain, reward, distance and diversity vs k (every budget, spread over seeds)
+    and the reward-distance trade-off (one point per seed), with named axes and units."""
+    from pgraft.config import parse_params
+    from pgraft.report.labels import words
+
+    params = parse_params(raw)
+    plots = []
+    for domain in params.reward_domains:
+        w = words(params, domain)
+        for metric, label in (("reward_mean", w.reward_axis), ("dist_target", w.target_axis),
+                              ("diversity", w.diversity_axis)):
+            plots.append({f"{domain}: {metric} vs k": {
+                "template": PLOT_TEMPLATE, "x": "k", "y": {f"results/plots/vs_k/{domain}_{metric}.csv": metric},
+                "x_label": "truncation point k (fine-tuned sampler steps)", "y_label": label,
+                "title": f"{domain}: {label} vs k (mean ± sd over seeds)"}})
+        plots.append({f"{domain}: trade-off": {
+            "template": "scatter", "x": "dist_target", "y": {f"results/plots/tradeoff/{domain}.csv": "reward_mean"},
+            "x_label": w.target_axis, "y_label": w.reward_axis,
+            "title": f"{domain}: reward vs distance to the tilted target (one point per seed, k and budget)"}})
+    return plots
 
 
 def _dvc_fmt(domain: str | None):
@@ -40,7 +61,7 @@ def _pattern(pattern: str, domain: str | None) -> str:
     return text
 
 
-def _outs(stage: Stage, domain: str | None) -> tuple[list, list]:
+def _outs(stage: Stage, domain: str | None, raw: dict) -> tuple[list, list]:
     outs, metrics = [], []
     for p in stage.outputs:
         path = _pattern(p.pattern, domain)
@@ -48,8 +69,8 @@ def _outs(stage: Stage, domain: str | None) -> tuple[list, list]:
             metrics.append({path: {"cache": False}})
         elif p.kind == "plain":
             outs.append({path: {"cache": False}})
-        elif p.kind == "stamp":
-            outs.append({path: {"cache": False, "persist": True}})
+        elif p.kind == "stamps":
+            outs += [{stamp_path(s, d): {"cache": False, "persist": True}} for s, d in stamped(raw)]
         else:
             outs.append(path)
     return outs, metrics
@@ -61,16 +82,12 @@ def _entry(stage: Stage, domain: str | None, raw: dict, root: Path) -> dict:
     if matrix:
         entry["matrix"] = matrix
     entry["cmd"] = stage.command(_dvc_fmt(domain))
-    code = stage_files(stage.module, domain, root)
-    deps = [*code]
-    if stage.name != "validate":
-        deps.append(VALIDATED)
-    deps += [_pattern(p.pattern, domain) for p in stage.inputs]
-    entry["deps"] = deps
-    keys = params_keys(stage, domain, raw)
-    if keys:
-        entry["params"] = keys
-    outs, metrics = _outs(stage, domain)
+    if stage.name == "validate":  # reads every params key and source file; tracks params.yaml whole (exp show)
+        entry["deps"] = [*stamps.code_files(raw, root), *(p.pattern for p in stage.inputs)]
+        entry["params"] = [{"params.yaml": None}]
+    else:
+        entry["deps"] = [stamp_path(stage, domain), *(_pattern(p.pattern, domain) for p in stage.inputs)]
+    outs, metrics = _outs(stage, domain, raw)
     if outs:
         entry["outs"] = outs
     if metrics:
@@ -89,7 +106,7 @@ def render(raw: dict, root: Path = Path(".")) -> str:
         domains = domain_list(stage, raw) if stage.domains else [None]
         for domain in domains:
             stages[stage_key(stage, domain)] = _entry(stage, domain, raw, root)
-    body = yaml.safe_dump({"stages": stages, "plots": PLOTS}, sort_keys=False, width=120)
+    body = yaml.safe_dump({"stages": stages, "plots": _plots(raw)}, sort_keys=False, width=120, allow_unicode=True)
     return HEADER + body
 
 

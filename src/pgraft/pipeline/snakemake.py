@@ -7,8 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from pgraft.pipeline import stamps
 from pgraft.pipeline.code_deps import stage_files
-from pgraft.pipeline.table import DOMAIN_PARAMS, STAGES, Stage, domain_list, instances, lookup, run_domains
+from pgraft.pipeline.table import BY_NAME, DOMAIN_PARAMS, STAGES, Stage, domain_list, instances, lookup, run_domains
 
 
 @dataclass
@@ -41,7 +42,8 @@ def _command(stage: Stage, config: dict) -> Callable[[object], str]:
     return cmd
 
 
-SHELL = "{params.cmd} > {log} 2>&1"
+# one torch/BLAS thread per core Snakemake gives the job (`threads`, 1 unless a profile sets more)
+SHELL = "PGRAFT_THREADS={threads} {params.cmd} > {log} 2>&1"
 
 
 def _param_name(key: str) -> str:
@@ -59,6 +61,8 @@ class Plan:
 
     @lru_cache(maxsize=None)
     def code(self, module: str, domain: str | None) -> tuple[str, ...]:
+        if module == BY_NAME["validate"].module:  # validate writes every stage's stamp: it reads all their code
+            return tuple(stamps.code_files(self.config, self.root))
         return tuple(stage_files(module, domain, self.root))
 
     def upstream(self, path: str) -> list[str]:

@@ -9,7 +9,14 @@ from typing import Iterator
 
 # Where a matrix axis takes its values from (params keys); `domain` depends on the stage's `domains` source.
 AXIS_SOURCE = {"seed": "seeds", "k": "truncation_grid", "n": "inc.corrected_steps"}
-DOMAIN_SOURCE = {"reward": "domains", "ddpo": "ddpo.domains", "inc": "inc.domains"}
+# Which domains a stage's `domain` axis runs over (by its `domains` chain), from the validated params: pgraft.config
+# resolves the defaults (reward: the diffusion domains of `domains`; ddpo.domains: its prompt-conditioned ones;
+# inc.domains: its flow domains).
+DOMAIN_SOURCE = {
+    "reward": lambda params: params.reward_domains,
+    "ddpo": lambda params: params.ddpo.domains,
+    "inc": lambda params: params.inc.domains,
+}
 DOMAIN_PARAMS = "{domain}"  # in a stage's params: the section of the stage's own domain
 
 
@@ -19,14 +26,16 @@ class Port:
 
     option: str | None
     pattern: str
-    # outputs: file | dir (cached by DVC) | metric (cache: false, a metric) | plain (cache: false) | stamp (cache:
-    # false and kept while its stage runs, so a failing validate removes nothing)
+    # outputs: file | dir (cached by DVC) | metric (cache: false, a DVC metric: only the seed-averaged summary,
+    # so `dvc exp show` stays readable) | plain (cache: false; per-seed metrics files) | stamps (the
+    # validate stage's directory of per-(stage, domain) stamps: cache: false and kept while validate runs, so a
+    # failing validate removes nothing)
     kind: str = "file"
     directory: bool = False  # a plain output that is a directory ("dir" outputs always are)
 
     @property
     def is_dir(self) -> bool:
-        return self.directory or self.kind == "dir"
+        return self.directory or self.kind in ("dir", "stamps")
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,12 @@ class Stage:
         return next(p for p in self.outputs if p.option == option)
 
 
-VALIDATED = "results/validated.txt"
+STAMPS = "results/stamps"  # one stamp per (stage, domain): the params values and source digests it runs with
+
+
+def stamp_path(stage: Stage, domain: str | None) -> str:
+    """The stamp of one (stage, domain): what DVC checks instead of the stage's params keys and source files."""
+    return f"{STAMPS}/{stage.name}-{domain}.json" if domain else f"{STAMPS}/{stage.name}.json"
 
 
 def _evaluated(finetuned: str) -> tuple[Port, ...]:
@@ -71,21 +85,21 @@ def _evaluated(finetuned: str) -> tuple[Port, ...]:
 
 def _evaluation(metrics_dir: str) -> tuple[Port, ...]:
     """What the evaluate command writes into one metrics directory."""
-    return (Port("out", f"{metrics_dir}/evaluate.json", "metric"),
+    return (Port("out", f"{metrics_dir}/evaluate.json", "plain"),
             Port("gallery", f"{metrics_dir}/gallery.npz", "plain"))
 
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "pgraft.stages.validate", inputs=(Port(None, "params.yaml"),),
-          outputs=(Port("out", VALIDATED, "stamp"),), local=True),
+          outputs=(Port("stamps", STAMPS, "stamps"),), local=True),
     Stage("pretrain", "pgraft.stages.pretrain", ("domain",), "reward",
           outputs=(Port("out", "results/{domain}/base", "dir"),
-                   Port("metrics", "results/metrics/{domain}/pretrain.json", "metric")),
+                   Port("metrics", "results/metrics/{domain}/pretrain.json", "plain")),
           params=("sampler.num_train_timesteps", "sampler.beta_schedule", "sampler.num_steps", DOMAIN_PARAMS)),
     Stage("sample", "pgraft.stages.sample", ("domain", "seed"), "reward",
           inputs=(Port("model", "results/{domain}/base"),),
           outputs=(Port("out", "results/{domain}/seed{seed}/samples.npz"),
                    Port("reference", "results/{domain}/seed{seed}/reference.npz"),
-                   Port("metrics", "results/metrics/{domain}/seed{seed}/sample.json", "metric")),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/sample.json", "plain")),
           params=("sampler", "truncation_grid", "filter", "sample", DOMAIN_PARAMS)),
     Stage("reward", "pgraft.stages.reward", ("domain", "seed"), "reward",
           inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
@@ -97,7 +111,7 @@ STAGES: tuple[Stage, ...] = (
                   Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
           outputs=(Port("out", "results/{domain}/seed{seed}/selection.parquet"),
                    Port("acceptance", "results/metrics/{domain}/seed{seed}/acceptance.csv", "plain"),
-                   Port("metrics", "results/metrics/{domain}/seed{seed}/filter.json", "metric")),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/filter.json", "plain")),
           params=("filter", "sample.group_size", DOMAIN_PARAMS)),
     Stage("finetune", "pgraft.stages.finetune", ("domain", "seed", "k"), "reward",
           inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
@@ -112,7 +126,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("ddpo", "pgraft.stages.ddpo", ("domain", "seed"), "ddpo",
           inputs=(Port("model", "results/{domain}/base"),),
           outputs=(Port("out", "results/{domain}/seed{seed}/ddpo/finetuned", "dir"),
-                   Port("metrics", "results/metrics/{domain}/seed{seed}/ddpo/train.json", "metric")),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/ddpo/train.json", "plain")),
           params=("sampler", "ddpo", DOMAIN_PARAMS)),
     Stage("evaluate_ddpo", "pgraft.stages.evaluate", ("domain", "seed"), "ddpo", fixed={"k": "sampler.num_steps"},
           inputs=_evaluated("results/{domain}/seed{seed}/ddpo/finetuned"),
@@ -120,13 +134,13 @@ STAGES: tuple[Stage, ...] = (
           params=("sampler", "filter", "sample.batch_size", "evaluate", "ddpo.checkpoints", DOMAIN_PARAMS)),
     Stage("pretrain_flow", "pgraft.stages.pretrain", ("domain",), "inc",
           outputs=(Port("out", "results/{domain}/base", "dir"),
-                   Port("metrics", "results/metrics/{domain}/pretrain.json", "metric"),
+                   Port("metrics", "results/metrics/{domain}/pretrain.json", "plain"),
                    Port("features", "results/{domain}/features", "dir")),
           params=(DOMAIN_PARAMS,)),
     Stage("invert", "pgraft.stages.invert", ("domain", "n"), "inc",
           inputs=(Port("model", "results/{domain}/base"),),
           outputs=(Port("out", "results/{domain}/inc/n{n}/inverted.npz"),
-                   Port("metrics", "results/metrics/{domain}/inc/n{n}/invert.json", "metric")),
+                   Port("metrics", "results/metrics/{domain}/inc/n{n}/invert.json", "plain")),
           params=("inc.num_inverted", "inc.iterations", "inc.tolerance", "inc.perturb", "inc.batch_size",
                   DOMAIN_PARAMS)),
     Stage("correct", "pgraft.stages.correct", ("domain", "seed", "n"), "inc",
@@ -136,11 +150,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate_flow", "pgraft.stages.evaluate_flow", ("domain", "seed"), "inc",
           inputs=(Port("model", "results/{domain}/base"), Port("features", "results/{domain}/features"),
                   Port("correctors-dir", "results/{domain}/seed{seed}/inc")),
-          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/inc.json", "metric"),),
+          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/inc.json", "plain"),),
           params=("inc", DOMAIN_PARAMS)),
     Stage("aggregate", "pgraft.stages.aggregate", local=True,
           inputs=(Port("metrics-dir", "results/metrics"),),
           outputs=(Port("out", "results/summary.csv", "plain"), Port("plots-dir", "results/plots", "plain", True),
+                   Port("summary-dir", "results/summary", "metric", True),
                    Port("galleries", "results/galleries.npz", "plain")),
           params=("domains", "seeds", "truncation_grid", "sampler.num_steps", "filter", "finetune", "ddpo", "inc",
                   "tracking", "plugins", "*")),
@@ -166,7 +181,11 @@ def lookup(raw: dict, key: str, default=None):
 
 def domain_list(stage: Stage, raw: dict) -> list[str]:
     """The domains a stage runs over; a stage without a `domain` axis runs once."""
-    return list(lookup(raw, DOMAIN_SOURCE[stage.domains], []) or []) if stage.domains else []
+    if not stage.domains:
+        return []
+    from pgraft.config import parse_params
+
+    return list(DOMAIN_SOURCE[stage.domains](parse_params(raw)))
 
 
 def axis_values(stage: Stage, axis: str, raw: dict) -> list:
@@ -203,13 +222,19 @@ def params_keys(stage: Stage, domain: str | None, raw: dict) -> list[str]:
             keys.append(domain)
         elif key == "*":
             keys += [d for d in run_domains(raw) if d not in keys]
-        elif lookup(raw, key) is not None:
+        elif lookup(raw, key) is not None:  # DVC fails on a params key absent from the file (one left to its default)
             keys.append(key)
     return keys
 
 
+def stamped(raw: dict) -> list[tuple[Stage, str | None]]:
+    """Every (stage, domain) that gets a stamp from validate: each stage but validate, once per domain it runs."""
+    return [(s, d) for s in STAGES if s.name != "validate" for d in (domain_list(s, raw) if s.domains else [None])]
+
+
 def run_domains(raw: dict) -> list[str]:
-    """Every domain of the run: the reward domains, then the flow domains."""
-    out = list(lookup(raw, "domains", []) or [])
-    return out + [d for d in lookup(raw, "inc.domains", []) or [] if d not in out]
+    """Every domain of the run (those of `domains` that the reward chain or INC runs), in their order."""
+    from pgraft.config import parse_params
+
+    return parse_params(raw).run_domains
 

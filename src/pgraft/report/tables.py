@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pgraft.report.labels import DISTANCES as DISTANCE_NAMES
+from pgraft.report.labels import ENERGY_NOTE
+
 MAIN_METRICS = ("reward_mean", "dist_target", "dist_base", "diversity")
 PAIRED_METRICS = ("reward_mean", "dist_target", "diversity")
 COMPARISON_METRICS = [("reward_mean", "reward (train prompts)"), ("judge_score", "independent judge"),
@@ -63,25 +66,42 @@ def paired_vs_graft(ev: pd.DataFrame, metrics=PAIRED_METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["k", "budget", "metric", "diff", "se"])
 
 
-def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=()) -> str:
-    """<domain>_table.md: metrics per (k, budget), then the paired comparison against GRAFT."""
+def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), distance: str = "energy") -> str:
+    """<domain>_table.md: metrics per (k, budget) with the base (k = 0, no budget) in one row, then the paired
+    comparison against GRAFT; `distance` (params evaluate.distance) names dist_target and dist_base."""
     metrics = [m for m in (*MAIN_METRICS, *extra) if m in set(ev["metric"])]
     kmax = ev["k"].max()
+    name = DISTANCE_NAMES.get(distance, distance)
     lines = [f"# {domain}: metrics per truncation point k and fine-tuning budget",
-             "", f"Mean ± std over {ev['seed'].nunique()} seeds. k = 0 is the base model, k = {int(kmax)} is GRAFT. "
+             "", f"Mean ± std over {ev['seed'].nunique()} seeds. k = 0 is the base model (not fine-tuned, so it has "
+             f"no budget), k = {int(kmax)} is GRAFT; budgets are optimizer steps. "
              f"Exact tilted target reward: {ref[ref['metric'] == 'target_reward_mean']['value'].mean():.4g}; "
              f"base pool reward: {ref[ref['metric'] == 'base_reward_mean']['value'].mean():.4g}.", "",
+             f"dist_target, dist_base: {name} (units of x) to the exact tilted target and to the base model's "
+             "reference pool; diversity: mean pairwise distance (units of x)."
+             + (f" {ENERGY_NOTE}" if distance == "energy" else ""), "",
              "| k | budget | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for (k, b), d in per_k_budget(ev, metrics).groupby(["k", "budget"], sort=False):
+    for (k, b), d in per_k_budget(_one_base(ev), metrics).groupby(["k", "budget"], sort=False):
         cells = [f"{r['mean']:.4g} ± {r['std']:.2g}" for _, r in d.iterrows()]
-        lines.append(f"| {int(k)} | {int(b)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_k_cell(k, kmax)} | {'–' if k == 0 else int(b)} | " + " | ".join(cells) + " |")
     lines += ["", f"## Paired comparison against GRAFT (k = {int(kmax)}) at the same budget",
-              "", "Difference (k minus GRAFT) per seed, mean ± standard error over seeds.", "",
+              "", "Difference (k minus GRAFT) per seed, mean ± standard error over seeds. For the base (k = 0) the "
+              "budget is GRAFT's only.", "",
               "| k | budget | Δ reward_mean | Δ dist_target | Δ diversity |", "|---|---|---|---|---|"]
     for (k, b), d in paired_vs_graft(ev).groupby(["k", "budget"], sort=False):
         cells = [f"{r['diff']:+.4g} ± {r['se']:.2g}" for _, r in d.iterrows()]
-        lines.append(f"| {int(k)} | {int(b)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_k_cell(k, kmax)} | {int(b)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _one_base(ev: pd.DataFrame) -> pd.DataFrame:
+    """The rows with the base model (k = 0) kept at one budget only: it is the same model at every budget."""
+    base = ev[ev["k"] == 0]
+    return ev[(ev["k"] != 0) | (ev["budget"] == base["budget"].min())]
+
+
+def _k_cell(k, kmax) -> str:
+    return {0: "0 (base)", kmax: f"{int(kmax)} (GRAFT)"}.get(k, str(int(k)))
 
 
 def best_k(at_budget: pd.DataFrame, n: int) -> int:

@@ -6,11 +6,13 @@ from pgraft.stages.common import parser, run_stage
 
 DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current params into one tidy CSV "
        "(columns kind, domain, rule, seed, k, budget, metric, x, value), add a Monte Carlo acceptance-law "
-       "check of every registered GRS rule, write small CSVs for `dvc plots show`, and mirror the spooled "
+       "check of every registered GRS rule, write per-seed CSVs for `dvc plots show` and one seed-averaged "
+       "metrics file per domain for `dvc exp show`, and mirror the spooled "
        "stage records into MLflow.")
 
 METRICS_ROOT = "results/metrics"  # the table's metrics paths lie under it; --metrics-dir may move it
 COLUMNS = ["kind", "domain", "rule", "seed", "k", "budget", "metric", "x", "value"]
+PLOTTED = ("reward_mean", "dist_target", "diversity")  # the metrics with a `dvc plots` plot vs k per domain
 
 
 def body(args, params) -> dict:
@@ -18,13 +20,13 @@ def body(args, params) -> dict:
 
     import pandas as pd
 
-    from pgraft.io import atomic_dir, read_json, read_table, write_table
+    from pgraft.io import atomic_dir, read_json, read_table, write_json, write_table
     from pgraft.stages import tracking
     from pgraft.errors import StageError
 
     at = _locator(args.metrics_dir)
     rows: list[dict] = []
-    for domain in params.domains:
+    for domain in params.reward_domains:
         pre = read_json(at("pretrain", "metrics", domain=domain))
         rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
         for seed in params.seeds:
@@ -73,10 +75,14 @@ def body(args, params) -> dict:
                     for m in ("fid", "flops_per_image"):
                         rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,
                                          value=res[f"{method}_n{n}"][m]))
+    rows += _loss_history(at, params)
     rows += _acceptance_monte_carlo()
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_dir(args.plots_dir) as tmp:
         _plot_csvs(table, Path(tmp), params)
+    with atomic_dir(args.summary_dir) as tmp:
+        for domain, entry in seed_summary(table, params).items():
+            write_json(Path(tmp) / f"{domain}.json", entry)
     _collect_galleries(at, params, args.galleries)
     write_table(args.out, table)
     if params.tracking.enabled:
@@ -102,7 +108,7 @@ def _collect_galleries(at, params, out) -> None:
 
     arrays = {}
     seed = params.seeds[0]
-    for domain in params.domains:
+    for domain in params.reward_domains:
         methods = [(f"k{k}", at("evaluate", "gallery", domain=domain, seed=seed, k=k)) for k in params.truncation_grid]
         if domain in params.ddpo.domains:
             methods.append(("ddpo", at("evaluate_ddpo", "gallery", domain=domain, seed=seed)))
@@ -114,6 +120,21 @@ def _collect_galleries(at, params, out) -> None:
             if "prompt" in g:
                 arrays[f"{domain}__{name}__prompt"] = g["prompt"]
     write_npz(out, **arrays)
+
+
+def _loss_history(at, params) -> list[dict]:
+    """Rows kind "train_loss" (x: fine-tuning step, value: mean training loss) from the loss history that
+    evaluate copies into its output; none for runs made before the history was recorded."""
+    from pgraft.io import read_json
+
+    rows = []
+    for domain in params.reward_domains:
+        for seed in params.seeds:
+            for k in params.truncation_grid:
+                history = read_json(at("evaluate", "out", domain=domain, seed=seed, k=k)).get("loss_history", {})
+                rows += [_row("train_loss", domain, seed=seed, k=k, metric="train_loss", x=step, value=loss)
+                         for step, loss in history.get("train_loss", [])]
+    return rows
 
 
 def _row(kind, domain, *, seed=None, k=None, budget=None, metric, value, rule=None, x=None) -> dict:
@@ -135,27 +156,59 @@ def _acceptance_monte_carlo() -> list[dict]:
 
 
 def _plot_csvs(table, out_dir, params) -> None:
-    """Small per-domain CSVs that dvc.yaml's `plots:` section renders (largest budget, mean over seeds)."""
+    """Per-seed CSVs that dvc.yaml's `plots:` section renders: every budget, one row per seed (the plots draw the
+    mean over seeds with a ±1 sd band)."""
     from pgraft.io import write_table
 
     ev = table[table["kind"] == "evaluate"]
-    for domain in params.domains:
-        b = max(params.finetune_for(domain).budgets)
-        d = ev[(ev["domain"] == domain) & (ev["budget"] == b)]
-        wide = d.pivot_table(index="k", columns="metric", values="value", aggfunc="mean").reset_index()
-        for metric in ("reward_mean", "dist_target", "diversity"):
-            write_table(out_dir / "vs_k" / f"{domain}_{metric}.csv",
-                        wide[["k", metric]].rename(columns={metric: "value"}))
-        allb = ev[ev["domain"] == domain].pivot_table(index=["k", "budget"], columns="metric", values="value",
-                                                      aggfunc="mean").reset_index()
-        write_table(out_dir / "tradeoff" / f"{domain}.csv", allb[["k", "budget", "dist_target", "reward_mean"]])
+    for domain in params.reward_domains:
+        d = ev[ev["domain"] == domain]
+        wide = d.pivot_table(index=["k", "budget", "seed"], columns="metric", values="value").reset_index()
+        for metric in PLOTTED:
+            write_table(out_dir / "vs_k" / f"{domain}_{metric}.csv", wide[["k", "budget", "seed", metric]])
+        write_table(out_dir / "tradeoff" / f"{domain}.csv", wide[["k", "budget", "seed", "dist_target", "reward_mean"]])
+
+
+def seed_summary(table, params) -> dict[str, dict]:
+    """Per domain, the reward's mean and sd over seeds at every truncation point and budget (k = 0, the base, once;
+    DDPO per checkpoint; INC's FID per n): the few numbers `dvc exp show` compares, declared as DVC metrics."""
+    out: dict[str, dict] = {}
+    for domain in params.reward_domains:
+        ev = table[(table["kind"] == "evaluate") & (table["domain"] == domain) & (table["metric"] == "reward_mean")]
+        budgets = params.finetune_for(domain).budgets
+        entry: dict = {"base": _stats(ev[(ev["k"] == 0) & (ev["budget"] == budgets[0])]["value"], "reward")}
+        for k in params.truncation_grid:
+            if k:
+                entry[f"k{k}"] = {f"b{b}": _stats(ev[(ev["k"] == k) & (ev["budget"] == b)]["value"], "reward")
+                                  for b in budgets}
+        dd = table[(table["kind"] == "ddpo") & (table["domain"] == domain) & (table["metric"] == "reward_mean")]
+        if len(dd):
+            entry["ddpo"] = {f"b{b}": _stats(dd[dd["budget"] == b]["value"], "reward") for b in params.ddpo.checkpoints}
+        out[domain] = {domain: entry}
+    for domain in params.inc.domains:
+        inc = table[(table["kind"] == "inc") & (table["domain"] == domain) & (table["metric"] == "fid")]
+        out[domain] = {domain: {method: {f"n{n}": _stats(inc[(inc["rule"] == method) & (inc["x"] == n)]["value"], "fid")
+                                         for n in steps}
+                                for method, steps in (("base", params.inc.base_steps),
+                                                      ("inc", params.inc.corrected_steps))}}
+    return out
+
+
+def _stats(values, name: str) -> dict:
+    """{name: {mean, sd}} over seeds (sd with ddof 1; 0 for a single seed), rounded for reading."""
+    v = values.to_numpy(dtype=float)
+    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {name: {"mean": round(float(v.mean()), 6), "sd": round(sd, 6)}}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("aggregate", DOC, domain=False)
     p.add_argument("--metrics-dir", required=True, help="directory of per-stage metrics (results/metrics)")
     p.add_argument("--out", required=True, help="output tidy table .csv")
-    p.add_argument("--plots-dir", required=True, help="output directory of CSVs for dvc plots")
+    p.add_argument("--plots-dir", required=True, help="output directory of per-seed CSVs for dvc plots")
+    p.add_argument("--summary-dir", required=True,
+                   help="output directory of one <domain>.json per domain: reward mean and sd over seeds per k and "
+                        "budget (the DVC metrics)")
     p.add_argument("--galleries", required=True, help="output .npz of the first seed's gallery samples (figures)")
     return run_stage("aggregate", p, body, argv)
 

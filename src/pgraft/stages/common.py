@@ -33,31 +33,43 @@ def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.N
               argv: list[str] | None = None) -> int:
     """Parse, validate params and arguments before any compute, run `body`, report errors clearly.
 
-    `body` returns the tracking record's metrics; the record is spooled for MLflow afterwards.
+    `body` returns the tracking record's metrics; the record is spooled for MLflow afterwards (pgraft.stages.
+    tracking), a FAILED one when the body raises.
     """
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    params = None
     try:
         params = load_params(args.params)
         _check_args(args, params)
         metrics = body(args, params) or {}
     except (ConfigError, ArtifactError, StageError) as err:
         print(f"pgraft {stage}: error: {err}", file=sys.stderr)
+        _track(stage, args, params, {}, t0, err)
         return 2
+    except Exception as err:  # a crash is tracked as a failed run too, then raised as it is
+        _track(stage, args, params, {}, t0, err)
+        raise
     wall = time.perf_counter() - t0
-    from pgraft.stages import tracking
-
-    tracking.record(params, args.params, stage=stage, domain=getattr(args, "domain", None),
-                    seed=getattr(args, "seed", None), k=getattr(args, "k", None),
-                    metrics=metrics, wall_s=wall)
+    _track(stage, args, params, metrics, t0)
     print(f"pgraft {stage}: done in {wall:.1f} s", file=sys.stderr)
     return 0
 
 
+def _track(stage: str, args: argparse.Namespace, params: Params | None, metrics: dict, t0: float,
+           error: BaseException | None = None) -> None:
+    """Spool the stage's tracking record, FAILED with `error` (once params loaded); never raises."""
+    if params is None:
+        return
+    from pgraft.stages import tracking
+
+    tracking.record(params, args.params, stage=stage, options=vars(args), metrics=metrics,
+                    wall_s=time.perf_counter() - t0, error=error)
+
+
 def _check_args(args: argparse.Namespace, params: Params) -> None:
-    if getattr(args, "domain", None) is not None and args.domain not in (*params.domains, *params.inc.domains):
-        raise StageError(f"--domain {args.domain!r} is not in params 'domains' {params.domains} "
-                         f"nor 'inc.domains' {params.inc.domains}")
+    if getattr(args, "domain", None) is not None and args.domain not in params.domains:
+        raise StageError(f"--domain {args.domain!r} is not in params 'domains' {params.domains}")
     if getattr(args, "n", None) is not None and args.n not in params.inc.corrected_steps:
         raise StageError(f"--n {args.n} is not in params 'inc.corrected_steps' {params.inc.corrected_steps}")
     if getattr(args, "seed", None) is not None and args.seed not in params.seeds:
@@ -90,9 +102,10 @@ def build_rule(params: Params, domain: str):
 
 
 def set_threads() -> None:
-    """Use the cores the scheduler gave this job (SLURM/Snakemake set these), else all."""
+    """Give torch the stage's thread count (pgraft.stages.thread_count: PGRAFT_THREADS, default 1, capped by the
+    cores granted), so results do not depend on the machine's core count."""
     import torch
 
-    n = os.environ.get("PGRAFT_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
-    if n:
-        torch.set_num_threads(int(n))
+    from pgraft.stages import thread_count
+
+    torch.set_num_threads(thread_count())

@@ -57,7 +57,10 @@ def body(args, params) -> dict:
     metrics = {"iterations": len(log), "reward_first": log[0]["reward_mean"], "reward_last": log[-1]["reward_mean"],
                "clip_fraction_mean": float(np.mean([r["clip_fraction"] for r in log]))}
     write_json(args.metrics, {**metrics, "log": log})
-    return metrics
+    # step-wise curves for tracking, by reward evaluations (the x axis of the DDPO figure)
+    curves = {name: [[r["reward_evaluations"], r[key]] for r in log]
+              for name, key in (("train_reward", "reward_mean"), ("ppo_loss", "loss"))}
+    return {**metrics, "_curves": curves}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ DOC = ("For each fine-tuning budget, draw evaluate.num_samples from the stitched
        "the first k steps, base after) and report the mean reward, the distance to the rule's exact tilted "
        "target p̄·g/E[g] (p̄: the base sampler's own reference pool), the distance to the base, diversity and "
        "the domain's own metrics; prompt-conditioned domains are also evaluated on their held-out prompts. "
-       "Also keeps a few samples of the largest budget for the gallery figure.")
+       "Also keeps a few samples of the largest budget for the gallery figure, and copies the fine-tuning "
+       "loss history (finetuned/loss_history.json) into its output under loss_history.")
 
 
 def body(args, params) -> dict:
@@ -22,6 +23,7 @@ def body(args, params) -> dict:
     from pgraft.stages.common import auxiliary_dir, build_rule, load_model, set_threads
     from pgraft.workflows.artifacts import check_samples
     from pgraft.workflows.evaluation import evaluate_budgets
+    from pgraft.workflows.finetuning import LOSS_HISTORY_FILE
 
     set_threads()
     domain = domains.build(args.domain, params)
@@ -41,6 +43,9 @@ def body(args, params) -> dict:
         evaluations=ft_cfg.get("reward_evaluations", {}), identity=bool(ft_cfg.get("identity")),
         num_samples=params.evaluate.num_samples, batch_size=params.sample.batch_size)
     write_npz(args.gallery, domain=np.asarray(args.domain), **gallery)
+    history = Path(args.finetuned) / LOSS_HISTORY_FILE  # absent for DDPO and for runs made before it existed
+    if history.exists():  # carried on for aggregate, which reads evaluate's outputs only
+        out["loss_history"] = {"train_loss": read_json(history)["train_loss"]}
     write_json(args.out, out)
     return out
 

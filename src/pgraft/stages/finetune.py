@@ -17,6 +17,7 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.errors import StageError
     from pgraft.finetune import TruncatedObjective
+    from pgraft.finetune.loop import LOG_EVERY
     from pgraft.finetune.objectives import target_scale
     from pgraft.finetune.resume import Resumable
     from pgraft.io import atomic_dir, read_npz, read_table, replace_dir, write_json
@@ -48,6 +49,7 @@ def body(args, params) -> dict:
         with atomic_dir(args.out) as tmp:
             write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta,
                                                    "reward_evaluations": {}})
+            write_json(Path(tmp) / fine.LOSS_HISTORY_FILE, {"log_every": LOG_EVERY, "train_loss": []})
         return {"accepted": int(keep.sum())}
 
     levels = NoiseLevels.from_arrays(samples["timesteps"], samples["alphas_cumprod"])
@@ -66,20 +68,22 @@ def body(args, params) -> dict:
 
     if ft.rounds == 1:
         resume = Resumable(work, fingerprint, ft.checkpoint_every)
-        losses = fine.finetune_once(base, TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps, cond=cond),
-                                    ft, seeded(5, args.seed, args.k), save, f"finetune k={args.k}", resume)
+        objective = TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps, cond=cond)
+        losses, history = fine.finetune_once(base, objective, ft, seeded(5, args.seed, args.k), save,
+                                             f"finetune k={args.k}", resume)
         if resume.resumed_from:
             print(f"pgraft finetune: resumed from step {resume.resumed_from}", file=sys.stderr)
             metrics["resumed_from"] = resume.resumed_from
         resume.clear()
     else:  # several GRAFT rounds: no mid-run resume (each round re-samples and re-scores)
         domain.load_auxiliary(auxiliary_dir(args.model))  # the reward's networks (judges), as in the reward stage
-        losses = fine.finetune_rounds(base, data, cond, levels, args.k, ft, domain=domain, rule=rule,
-                                      schedule=domain.schedule(params.sampler), sample=params.sample,
-                                      group_size=params.group_size(args.domain), seed=args.seed, state_key=key,
-                                      save=save)
+        losses, history = fine.finetune_rounds(base, data, cond, levels, args.k, ft, domain=domain, rule=rule,
+                                               schedule=domain.schedule(params.sampler), sample=params.sample,
+                                               group_size=params.group_size(args.domain), seed=args.seed,
+                                               state_key=key, save=save)
+    write_json(work / fine.LOSS_HISTORY_FILE, {"log_every": LOG_EVERY, "train_loss": history})
     replace_dir(work, args.out)
-    return {**metrics, **losses}
+    return {**metrics, **losses, "_curves": {"train_loss": history}}  # _curves: step-wise, not flat metrics
 
 
 def _fingerprint(params, args) -> str:

@@ -1,35 +1,37 @@
-"""MLflow mirroring: stages spool a JSON record each; `sync` mirrors the spool into MLflow runs.
+"""MLflow tracking, stage side: a stage spools one JSON record and wakes the background mirror; never MLflow itself.
 
-Files are the source of truth. A stage only writes its record (no MLflow import, no database lock);
-`sync` (run by `aggregate`, by `pgraft track sync`, or after each stage with
-tracking.sync_each_stage) creates one parent run per pipeline invocation and one child run per
-(domain, truncation point, seed), tagged with the git commit and the stages logged. Any tracking
-failure is reported as a warning and never fails a stage; the spool stays for a later sync.
-Concurrent syncs (parallel jobs with sync_each_stage) take turns under an exclusive file lock beside
-the store (SQLite file or file store; the state dir for a tracking server), so no job meets a locked
-database and no run or metric is logged twice.
+Files are the source of truth. `record` writes the stage's record to <state dir>/spool/<pipeline id>/<name>.json
+(its matrix point, status, metrics, curves, file options, start and end time) beside the pipeline's params
+(`_pipeline.json`). With tracking.live it then starts the background syncer (`python -m
+pgraft.stages.tracking_sync drain`, a detached process with its log in the state dir) unless one already runs
+for the store; that process mirrors the spool into MLflow and exits once idle. A stage never imports MLflow and
+never waits for it; any tracking problem is a warning, never a failed stage, and the spool stays for a later
+`pgraft track sync`. How records become runs: pgraft.stages.tracking_runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import fcntl
 import hashlib
 import json
+import math
+import numbers
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from pgraft.io import write_json
 
 STATE_DIR_ENV = "PGRAFT_STATE_DIR"
 PIPELINE_ENV = "PGRAFT_PIPELINE_ID"
-LOCK_TIMEOUT_S = 600.0  # a sync waits this long for the others before it gives up (the spool stays)
-_NO_LOCKS: set[str] = set()  # lock files whose filesystem refused flock (warned once)
+FORMAT = 2  # records of another format (older code) are left alone by the mirror
+PIPELINE_FILE = "_pipeline.json"  # beside the records: the pipeline's params (records are the other *.json)
+LOCK_TIMEOUT_S = 600.0  # a sync waits this long for other writers of the store before it gives up (spool kept)
+SYNC_MODULE = "pgraft.stages.tracking_sync"  # run as a separate process: stages never import it nor MLflow
+REPORT_STAGES = ("aggregate", "figures")  # without tracking.live, their records are mirrored at once (blocking)
+DDPO_METHOD = "ddpo"  # the `method` that the ddpo stage writes into its checkpoints' config.json
 
 
 def state_dir() -> Path:
@@ -55,164 +57,225 @@ def pipeline_id(params_path: str, commit: str) -> str:
     return f"{commit[:10]}-{digest}"
 
 
-def record(params, params_path: str, *, stage: str, domain, seed, k, metrics: dict, wall_s: float) -> Path | None:
-    """Spool one stage's record; never raises (a tracking problem must not fail a stage)."""
+def record_name(stage: str, variant=None, domain=None, seed=None, k=None, n=None) -> str:
+    """The spool file of one stage instance: its stage, variant and matrix point (unique within a pipeline)."""
+    parts = [stage, variant, domain] + [f"{a}{v}" for a, v in (("s", seed), ("k", k), ("n", n)) if v is not None]
+    return "-".join(str(p) for p in parts if p is not None) + ".json"
+
+
+def record(params, params_path: str, *, stage: str, options: dict, metrics: dict, wall_s: float,
+           error: BaseException | str | None = None) -> Path | None:
+    """Spool one stage's record (a failed stage's too, with `error`) and wake the mirror; never raises.
+
+    `options`: the stage's parsed command-line options: its matrix point (domain, seed, k, n) and file paths.
+    `metrics`: flat or nested numbers; `_artifacts` (small files to attach) and `_curves` ({name: [[step,
+    value], ...]}, logged as step-wise metrics) are taken out of it.
+    """
     if not params.tracking.enabled:
         return None
     try:
+        metrics = dict(metrics)
         artifacts = [str(a) for a in metrics.pop("_artifacts", [])]
-        flat = {key: float(v) for key, v in _flatten(metrics).items() if _is_number(v)}
+        curves = _curves(metrics.pop("_curves", None) or {})
+        point = {a: options.get(a) for a in ("domain", "seed", "k", "n")}
+        variant = _variant(stage, options)
         commit = git_commit()
-        rec = {
-            "pipeline_id": pipeline_id(params_path, commit), "stage": stage, "domain": domain, "seed": seed,
-            "k": k, "metrics": flat, "artifacts": artifacts, "wall_s": wall_s, "git_commit": commit,
-            "time": time.time(), "seeds": list(params.seeds), "grid": list(params.truncation_grid),
-            "params": {key: str(v) for key, v in _flatten(params.model_dump(mode="json")).items()},
-        }
-        name = f"{stage}-{domain}-s{seed}-k{k}.json"
-        path = state_dir() / "spool" / rec["pipeline_id"] / name
+        pid = pipeline_id(params_path, commit)
+        end = time.time()
+        rec = {"format": FORMAT, "pipeline_id": pid, "stage": stage, "variant": variant, **point,
+               "status": "FAILED" if error is not None else "FINISHED",
+               "error": None if error is None else _error_text(error),
+               "metrics": {key: float(v) for key, v in flatten(metrics).items() if _is_number(v)},
+               "curves": curves, "artifacts": artifacts,
+               "options": {key: str(v) for key, v in options.items() if v is not None and key not in point},
+               "start": end - wall_s, "end": end, "wall_s": wall_s, "git_commit": commit}
+        pdir = state_dir() / "spool" / pid
+        if not (pdir / PIPELINE_FILE).exists():  # the same for every record of the pipeline: written once
+            write_json(pdir / PIPELINE_FILE, {"format": FORMAT, "pipeline_id": pid, "params_path": str(params_path),
+                                              "git_commit": commit, "params": params.model_dump(mode="json")})
+        path = pdir / record_name(stage, variant, **point)
         write_json(path, rec)
-        if params.tracking.sync_each_stage:
-            sync(params.tracking.uri, params.tracking.experiment, pipeline=rec["pipeline_id"])
-        return path
     except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
         warn(f"could not spool the tracking record ({err!r}); results are in the files")
         return None
+    t = params.tracking
+    try:
+        if t.live:
+            start_syncer(t.uri, t.experiment, t.idle_s)
+        elif stage in REPORT_STAGES:
+            sync(t.uri, t.experiment, pipeline=pid)
+    except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
+        warn(f"could not start the MLflow sync ({err!r}); the record stays in the spool for `pgraft track sync`")
+    return path
+
+
+def _variant(stage: str, options: dict) -> str | None:
+    """"ddpo" when `evaluate` scores DDPO checkpoints (the evaluate_ddpo jobs), else None."""
+    finetuned = options.get("finetuned")
+    if stage != "evaluate" or not finetuned:
+        return None
+    try:
+        cfg = json.loads((Path(finetuned) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return DDPO_METHOD if isinstance(cfg, dict) and cfg.get("method") == DDPO_METHOD else None
+
+
+def _curves(curves: dict) -> dict:
+    """{name: [[step, value], ...]} with integer steps and finite values (anything else dropped)."""
+    out = {}
+    for name, points in curves.items():
+        pairs = [p for p in points if isinstance(p, (list, tuple)) and len(p) == 2]
+        out[str(name)] = [[int(s), float(v)] for s, v in pairs
+                          if _is_number(s) and _is_number(v) and math.isfinite(float(v))]
+    return out
+
+
+def store_id(uri: str, experiment: str) -> str:
+    """A short name for one MLflow store + experiment (its syncer lock, ledger and status files)."""
+    return hashlib.sha256(f"{uri}\n{experiment}".encode()).hexdigest()[:12]
+
+
+def syncer_files(uri: str, experiment: str) -> dict[str, Path]:
+    """The background syncer's lock (held while it runs; its pid inside), status and shared log."""
+    base = state_dir() / f"syncer-{store_id(uri, experiment)}"
+    return {"lock": base.with_suffix(".lock"), "status": base.with_suffix(".status.json"),
+            "log": state_dir() / "syncer.log"}
+
+
+_SPAWNED: list[subprocess.Popen] = []  # syncers started by this process (reaped by wait_idle)
+
+
+def start_syncer(uri: str, experiment: str, idle_s: float) -> bool:
+    """Start the background syncer for the store unless one runs (it will see the new record); never raises.
+
+    A running syncer holds an exclusive lock; this process only tests it (LOCK_NB), so it never waits.
+    """
+    files = syncer_files(uri, experiment)
+    try:
+        _report_failed_sync(files["status"])
+        files["lock"].parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(files["lock"], os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a syncer runs: it rescans the spool before it exits
+            os.ftruncate(fd, 0)
+            env = {**os.environ, STATE_DIR_ENV: str(state_dir().resolve())}
+            with open(files["log"], "a") as log:  # the lock passes to the syncer with its descriptor: no gap
+                proc = subprocess.Popen([sys.executable, "-m", SYNC_MODULE, "drain", "--uri", uri, "--experiment",
+                                         experiment, "--idle-s", str(idle_s), "--lock-fd", str(fd)],
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                        start_new_session=True, pass_fds=(fd,))
+        finally:
+            os.close(fd)  # the lock stays held by the syncer's copy of the descriptor (flock)
+        _SPAWNED.append(proc)
+        return True
+    except OSError as err:
+        warn(f"could not start the background MLflow syncer ({err!r}); records stay in the spool for "
+             f"`pgraft track sync` (aggregate also syncs)")
+        return False
+
+
+def _report_failed_sync(status_path: Path) -> None:
+    """Warn when the background syncer's last attempt failed (e.g. the tracking server is down)."""
+    try:
+        status = json.loads(status_path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(status, dict) and not status.get("ok", True):
+        warn(f"the last background MLflow sync failed ({status.get('message', '?')}); results are in the files "
+             f"and the records stay in the spool: run `pgraft track sync` once MLflow is back")
+
+
+def sync(uri: str, experiment: str, pipeline: str | None = None, force: bool = False) -> dict:
+    """Mirror the spool into MLflow now, in a separate process (so this one never imports MLflow), and wait.
+
+    Returns the mirror's counts ({"ok": bool, ...}); on any failure warns and returns ok False.
+    """
+    cmd = [sys.executable, "-m", SYNC_MODULE, "sync", "--uri", uri, "--experiment", experiment]
+    cmd += (["--pipeline", pipeline] if pipeline else []) + (["--force"] if force else [])
+    env = {**os.environ, STATE_DIR_ENV: str(state_dir().resolve())}
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LOCK_TIMEOUT_S + 600)
+    except (OSError, subprocess.SubprocessError) as err:
+        warn(f"could not run the MLflow sync ({err!r}); the spool is kept: rerun `pgraft track sync`")
+        return {"ok": False}
+    sys.stderr.write(out.stderr)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        warn(f"the MLflow sync exited {out.returncode} without counts; the spool is kept: rerun `pgraft track sync`")
+        return {"ok": False}
+
+
+def wait_idle(uri: str, experiment: str, timeout: float = 120.0) -> bool:
+    """Wait until no background syncer runs for the store (tests; scripts that read MLflow right after a run)."""
+    lock = syncer_files(uri, experiment)["lock"]
+    deadline = time.monotonic() + timeout
+    for proc in _SPAWNED:  # reap the syncers this process started
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+    _SPAWNED.clear()
+    if not lock.exists():
+        return True
+    with open(lock) as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+                continue
+            pid = fh.read().strip()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            while pid.isdigit() and _alive(int(pid)):  # it released the lock and is about to exit
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+            fh.seek(0)
+            if fh.read().strip() == pid:  # no new syncer took over meanwhile
+                return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie waiting for its parent counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _error_text(error: BaseException | str) -> str:
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    return text[:2000]
 
 
 def warn(msg: str) -> None:
     print(f"pgraft tracking: warning: {msg}", file=sys.stderr)
 
 
-def sync(uri: str, experiment: str, pipeline: str | None = None) -> dict:
-    """Mirror every spooled record (of one pipeline id, if given) into MLflow. Returns counts; on any
-    failure warns and returns."""
-    stats = {"records": 0, "logged": 0, "skipped": 0, "ok": False}
-    spool = state_dir() / "spool"
-    if not spool.exists():
-        stats["ok"] = True
-        return stats
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    try:
-        from mlflow.tracking import MlflowClient
-
-        with store_lock(uri):  # one writer at a time: table creation, run lookup + creation, logging
-            client = MlflowClient(tracking_uri=uri)
-            exp = client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-            for pdir in sorted(p for p in spool.iterdir() if p.is_dir() and pipeline in (None, p.name)):
-                records = [json.loads(f.read_text()) for f in sorted(pdir.glob("*.json"))]
-                stats["records"] += len(records)
-                _sync_pipeline(client, exp_id, pdir.name, records, stats)
-        stats["ok"] = True
-    except Exception as err:  # noqa: BLE001 - an outage is reported, never raised
-        warn(f"MLflow at {uri!r} unavailable ({type(err).__name__}: {str(err)[:200]}); "
-             f"results are in the files, the spool in {spool} is kept: rerun `pgraft track sync`")
-    return stats
-
-
-def lock_path(uri: str) -> Path:
-    """The lock file concurrent syncs share: beside a SQLite database or file store, else (a tracking
-    server, which serialises its own writes) in the state dir, so one project's syncs still take turns."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        db = unquote(parsed.path)[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
-        if db and db != ":memory:":
-            return Path(db + ".lock")
-    elif parsed.scheme == "file" or (parsed.scheme == "" and not uri.startswith("databricks")):
-        return Path(unquote(parsed.path) or ".") / ".pgraft-sync.lock"
-    return state_dir() / "mlflow-sync.lock"
-
-
-@contextlib.contextmanager
-def store_lock(uri: str, timeout: float | None = None):
-    """Hold an exclusive inter-process lock (fcntl.flock) for writing to the store at `uri`."""
-    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
-    path = lock_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        deadline, delay, locked = time.monotonic() + timeout, 0.02, True
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"another process held {path} for over {timeout:.0f} s") from None
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.5)
-            except OSError as err:
-                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                    raise
-                if not _NO_LOCKS:
-                    warn(f"file locks do not work on the filesystem of {path} ({err.strerror}): concurrent "
-                         f"syncs are not serialised; use a tracking server or tracking.sync_each_stage: false")
-                _NO_LOCKS.add(str(path))
-                locked = False
-                break
-        try:
-            yield path
-        finally:
-            if locked:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _sync_pipeline(client, exp_id: str, pid: str, records: list[dict], stats: dict) -> None:
-    from mlflow.entities import Metric, Param, RunTag
-
-    existing = client.search_runs([exp_id], filter_string=f"tags.`pgraft.pipeline_id` = '{pid}'", max_results=5000)
-    runs = {r.data.tags.get("pgraft.key"): r for r in existing}
-    tags_of = {key: dict(r.data.tags) for key, r in runs.items()}
-    commit = records[0]["git_commit"] if records else "unknown"
-
-    def get_run(key: str, tags: dict):
-        if key not in runs:
-            runs[key] = client.create_run(exp_id, tags={"pgraft.pipeline_id": pid, "pgraft.key": key,
-                                                        "git_commit": commit, **tags})
-            tags_of[key] = {}
-        return runs[key]
-
-    parent = get_run("parent", {"mlflow.runName": f"pipeline {pid}"})
-    for rec in records:
-        seeds = [rec["seed"]] if rec["seed"] is not None else rec["seeds"]
-        ks = [rec["k"]] if rec["k"] is not None else rec["grid"]
-        digest = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:16]
-        for seed in seeds:
-            for k in ks:
-                key = f"{rec['domain']}/seed{seed}/k{k}"
-                run = get_run(key, {"mlflow.parentRunId": parent.info.run_id, "domain": str(rec["domain"]),
-                                    "seed": str(seed), "k": str(k), "mlflow.runName": key})
-                tag = f"stage.{rec['stage']}"
-                if tags_of[key].get(tag) == digest:
-                    stats["skipped"] += 1
-                    continue
-                now = int(rec["time"] * 1000)
-                metrics = [Metric(f"{rec['stage']}/{m}", v, now, 0) for m, v in rec["metrics"].items()]
-                metrics.append(Metric(f"{rec['stage']}/wall_s", rec["wall_s"], now, 0))
-                params = [] if tags_of[key].get("pgraft.params") else [Param(n, v[:6000]) for n, v in rec["params"].items()]
-                tags = [RunTag(tag, digest), RunTag("pgraft.params", "1"), RunTag("git_commit", rec["git_commit"]),
-                        RunTag("stage", rec["stage"])]
-                for i in range(0, max(len(metrics), len(params), 1), 100):
-                    client.log_batch(run.info.run_id, metrics=metrics[i:i + 100], params=params[i:i + 100],
-                                     tags=tags if i == 0 else [])
-                for art in rec["artifacts"]:
-                    if Path(art).is_file() and Path(art).stat().st_size < 5_000_000:
-                        client.log_artifact(run.info.run_id, art, artifact_path=rec["stage"])
-                tags_of[key].update({tag: digest, "pgraft.params": "1"})
-                stats["logged"] += 1
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
     out = {}
     for key, v in d.items():
         name = f"{prefix}{key}"
         if isinstance(v, dict):
-            out.update(_flatten(v, name + "."))
+            out.update(flatten(v, name + "."))
         else:
             out[name] = v
     return out
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, numbers.Real)  # numpy scalars and bools too (1.0 / 0.0): e.g. invert's `converged`

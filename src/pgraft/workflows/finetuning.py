@@ -10,11 +10,14 @@ from typing import Callable
 import numpy as np
 
 from pgraft.finetune import TruncatedObjective, train
+from pgraft.finetune.loop import loss_history
 from pgraft.io import read_json
 from pgraft.seeds import numpy_rng, seeded
 from pgraft.workflows.grs_round import grs_round
 
 Save = Callable[[str, object], None]  # save(name, model): one checkpoint b<budget>
+#: the learning curve beside the checkpoints: {"log_every": steps per point, "train_loss": [[step, mean loss], ...]}
+LOSS_HISTORY_FILE = "loss_history.json"
 
 
 def training_data(samples: dict, keep: np.ndarray, key: str, domain):
@@ -34,9 +37,10 @@ def fresh_workdir(work: Path, fingerprint: str) -> None:
     work.mkdir(parents=True, exist_ok=True)
 
 
-def finetune_once(base, objective, ft, generator, save: Save, progress: str, resume=None) -> dict:
+def finetune_once(base, objective, ft, generator, save: Save, progress: str, resume=None) -> tuple[dict, list]:
     """One training run saving a checkpoint at every budget: identical to separate runs per budget (same batch
-    stream, constant learning rate). Returns the mean of the last 20 losses before each budget."""
+    stream, constant learning rate). Returns the mean of the last 20 losses before each budget, and the learning
+    curve [[step, mean loss], ...] (finetune.loop.loss_history; a resumed run keeps its earlier losses)."""
     model = copy.deepcopy(base).requires_grad_(True)
 
     def checkpoint(step, m):
@@ -45,17 +49,18 @@ def finetune_once(base, objective, ft, generator, save: Save, progress: str, res
 
     losses = train(model, objective, ft.budgets[-1], ft.learning_rate, ft.batch_size, generator,
                    on_step=checkpoint, progress=progress, resume=resume)
-    return {f"loss_b{b}": float(np.mean(losses[max(0, b - 20):b])) for b in ft.budgets}
+    return {f"loss_b{b}": float(np.mean(losses[max(0, b - 20):b])) for b in ft.budgets}, loss_history(losses)
 
 
 def finetune_rounds(base, data, cond, levels, k: int, ft, *, domain, rule, schedule, sample, group_size: int,
-                    seed: int, state_key: str, save: Save) -> dict:
+                    seed: int, state_key: str, save: Save) -> tuple[dict, list]:
     """ft.rounds GRAFT rounds per budget (budget // rounds steps each): the first trains on the given accepted
-    data, each later one on a fresh round sampled from the current stitched model (docs/METHOD.md §1-2)."""
-    metrics = {}
+    data, each later one on a fresh round sampled from the current stitched model (docs/METHOD.md §1-2).
+    Returns the metrics and the learning curve of the largest budget's run, its rounds' steps counted on."""
+    metrics, run_losses = {}, []
     for b in ft.budgets:
         model = copy.deepcopy(base).requires_grad_(True)
-        gen, round_data, round_cond = seeded(5, seed, k, b), data, cond
+        gen, round_data, round_cond, run_losses = seeded(5, seed, k, b), data, cond, []
         for rnd in range(ft.rounds):
             if rnd > 0:  # the round's sampling draws from the training generator, as the data came before it
                 done = grs_round(model, base, k, schedule, domain, rule, num_groups=sample.num_groups,
@@ -64,6 +69,7 @@ def finetune_rounds(base, data, cond, levels, k: int, ft, *, domain, rule, sched
                 round_data, round_cond = done.accepted(None if state_key == "x0" else k)
             obj = TruncatedObjective(round_data, levels, k, ft.target, ft.timesteps, cond=round_cond)
             losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
+            run_losses += losses
         metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
         save(f"b{b}", model)
-    return metrics
+    return metrics, loss_history(run_losses)

@@ -1,0 +1,150 @@
+"""Pipeline overhead, measured in one run: the same pipeline sequential (`dvc repro`) and parallel (Snakemake on
+every core) in two scratch copies of the project, plus a stage whose body does nothing.
+
+Prints: the overhead of an empty stage (process start, imports, params validation, tracking record); per-stage
+overhead under DVC (median over stages of the time between two stage starts minus the first stage's body, i.e.
+process start + imports + DVC's bookkeeping); total wall time sequential vs parallel and their ratio; the share of
+wall time spent inside stage bodies; the no-op `dvc repro` time.
+
+    python benchmarks/pipeline.py            # a shrunk pipeline (one domain, 2 seeds): a few minutes
+    python benchmarks/pipeline.py --full     # the default params.yaml: the whole default, twice (about an hour)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DONE = re.compile(r"pgraft [\w-]+: done in ([0-9.]+) s")
+START = re.compile(r"Running stage '([^']+)'")
+EMPTY_STAGE = ("from pgraft.stages.common import parser, run_stage\n"
+               "raise SystemExit(run_stage('empty', parser('empty', 'a stage whose body does nothing', domain=False), "
+               "lambda args, params: {}, []))")
+
+
+def shrunk(raw: dict) -> dict:
+    """One domain, two seeds, three truncation points, small sample counts: minutes, every stage kind but INC."""
+    p = json.loads(json.dumps(raw))
+    p["domains"] = ["gaussian"]
+    p["seeds"] = [0, 1]
+    n = p["sampler"]["num_steps"]
+    p["truncation_grid"] = [0, n // 2, n]
+    p["sample"].update(num_groups=64, reference_size=1000)
+    p["finetune"]["budgets"] = [20, 100]
+    p["evaluate"]["num_samples"] = 500
+    p.setdefault("tracking", {})["enabled"] = False
+    return p
+
+
+def project(dst: Path, raw: dict) -> Path:
+    for name in ("src", "workflow"):
+        shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (dst / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = _env(dst)
+    for cmd in ([str(BIN / "pgraft"), "pipeline", "dvc"], ["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"],
+                [str(BIN / "dvc"), "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=dst, env=env, check=True, capture_output=True)
+    return dst
+
+
+def _env(cwd: Path) -> dict:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src"),
+           "PGRAFT_STATE_DIR": str(cwd / ".pgraft")}
+    env.pop("PGRAFT_THREADS", None)  # the default thread policy
+    return env
+
+
+def timed_lines(cmd: list[str], cwd: Path) -> tuple[float, list[tuple[float, str]]]:
+    """Run `cmd`, stamping each output line with its arrival time; returns (wall seconds, lines)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    lines = [(time.perf_counter() - t0, line.rstrip()) for line in proc.stdout]
+    if proc.wait():
+        sys.exit(f"{' '.join(cmd)} failed:\n" + "\n".join(text for _, text in lines[-30:]))
+    return time.perf_counter() - t0, lines
+
+
+def dvc_overheads(lines: list[tuple[float, str]]) -> tuple[list[float], list[float]]:
+    """Per stage: (time to the next stage's start − own body), and every body time, from `dvc repro`'s output."""
+    starts = [t for t, text in lines if START.search(text)]
+    bodies = [float(DONE.search(text).group(1)) for _, text in lines if DONE.search(text)]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    return [g - body for g, body in zip(gaps, bodies)], bodies
+
+
+def smk_bodies(repo: Path) -> list[float]:
+    return [float(m.group(1)) for log in (repo / "logs").rglob("*.log") for m in DONE.finditer(log.read_text())]
+
+
+def empty_stage(repo: Path, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", EMPTY_STAGE], cwd=repo, env=_env(repo), check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="the default params.yaml instead of the shrunk pipeline")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch copies (their paths are printed)")
+    args = ap.parse_args(argv)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if not args.full:
+        raw = shrunk(raw)
+    scratch = Path(tempfile.mkdtemp(prefix="pgraft-bench-"))
+    seq, par = project(scratch / "dvc", raw), project(scratch / "smk", raw)
+    cores = len(os.sched_getaffinity(0))
+
+    t_empty = empty_stage(seq)
+    t_seq, lines = timed_lines([str(BIN / "dvc"), "repro"], seq)
+    overheads, bodies = dvc_overheads(lines)
+    t_noop, _ = timed_lines([str(BIN / "dvc"), "repro"], seq)
+    t_par, _ = timed_lines([str(BIN / "snakemake"), "--profile", "workflow/profiles/local"], par)
+    par_bodies = smk_bodies(par)
+    same = subprocess.run(["diff", "-r", "-q", "-x", "*.log", "-x", "figures", str(seq / "results"),
+                           str(par / "results")], capture_output=True, text=True)
+
+    out = {
+        "pipeline": "default" if args.full else "shrunk (gaussian, 2 seeds, k in {0, N/2, N})",
+        "cores": cores, "stages": len(bodies),
+        "empty_stage_s": round(t_empty, 2),
+        "dvc_overhead_per_stage_median_s": round(statistics.median(overheads), 2) if overheads else None,
+        "sequential_dvc_wall_s": round(t_seq, 1), "parallel_snakemake_wall_s": round(t_par, 1),
+        "sequential_over_parallel": round(t_seq / t_par, 2),
+        "share_in_bodies_sequential": round(sum(bodies) / t_seq, 3),
+        "share_in_bodies_parallel": round(sum(par_bodies) / (t_par * cores), 3),
+        "noop_dvc_repro_s": round(t_noop, 2),
+        "outputs_identical": same.returncode == 0,
+    }
+    print(json.dumps(out, indent=2))
+    if not same.returncode == 0:
+        print(same.stdout[:2000], file=sys.stderr)
+    print(f"\nempty stage: {out['empty_stage_s']} s; DVC per-stage overhead (median): "
+          f"{out['dvc_overhead_per_stage_median_s']} s (target <= 1.5 s)")
+    print(f"sequential (dvc repro) {t_seq:.0f} s vs parallel (snakemake, {cores} cores) {t_par:.0f} s: "
+          f"{out['sequential_over_parallel']}x; no-op dvc repro {t_noop:.1f} s (target <= 3 s)")
+    if args.keep:
+        print(f"scratch copies: {seq} {par}")
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if out["outputs_identical"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
