@@ -113,7 +113,7 @@ def test_stage_commands_run_on_the_tiny_model(small_params, tmp_path, monkeypatc
         assert s["x0"].shape == (32, 4, 8, 8) and len(s["prompt"]) == 32
     for k in (2, 4):
         files = sorted(p.name for p in (seed / f"k{k}/finetuned").iterdir())
-        assert files == ["b2.safetensors", "b4.safetensors", "config.json"]
+        assert files == ["b2.safetensors", "b4.safetensors", "config.json", "loss_history.json"]
         state = load_weights(seed / f"k{k}/finetuned/b4.safetensors")
         assert all(".lora_A." in key or ".lora_B." in key for key in state)
     for k in (0, 2, 4):

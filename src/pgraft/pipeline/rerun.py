@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgraft.pipeline import stamps
 from pgraft.pipeline.code_deps import stage_files
 from pgraft.pipeline.table import STAGES, Stage, instance_name, instances, params_keys
 
@@ -47,14 +48,15 @@ def downstream(raw: dict, names: set[str]) -> set[str]:
 
 def directly_changed(raw: dict, keys: list[str] = (), files: list[str] = (), root: Path = Path(".")) -> set[str]:
     """Instances whose own dependencies an edit touches: a params key they read, a source file they run;
-    validate reads every params edit."""
+    validate reads every params edit and every stage's source files (it writes their stamps)."""
     out = set()
     for stage, point in _jobs(raw):
         domain = point.get("domain")
-        if keys and (stage.name == "validate" or any(_overlap(k, p) for k in keys
-                                                     for p in params_keys(stage, domain, raw))):
+        validate = stage.name == "validate"
+        if keys and (validate or any(_overlap(k, p) for k in keys for p in params_keys(stage, domain, raw))):
             out.add(instance_name(stage, point))
-        elif files and set(files) & set(stage_files(stage.module, domain, root)):
+        elif files and set(files) & set(stamps.code_files(raw, root) if validate
+                                        else stage_files(stage.module, domain, root)):
             out.add(instance_name(stage, point))
     return out
 

@@ -76,12 +76,13 @@ def tradeoff(ev: pd.DataFrame, w: Words):
     bars ± std over seeds on both axes, the base model once."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained", sharey=True)
     r = stats(ev, "reward_mean")
-    clipped = False
+    clipped, dist_floor = False, None
     for ax, metric, label in ((left, "dist_target", w.target_axis), (right, "diversity", w.diversity_axis)):
         d = stats(ev, metric).merge(r, on=["k", "budget"], suffixes=("_x", "_r"))
         floor = axes.log_floor(d["mean_x"]) if metric == "dist_target" else None
         if floor is not None:
             ax.set_xscale("log")
+            dist_floor = floor
         budgets = sorted(d["budget"].unique())
         for i, (k, g) in enumerate(d[d["k"] > 0].groupby("k")):
             g = g.sort_values("budget")
@@ -103,7 +104,7 @@ def tradeoff(ev: pd.DataFrame, w: Words):
                for i, k in enumerate(sorted(k for k in ev["k"].unique() if k > 0))]
     handles += [Line2D([], [], color="0.4", marker=axes.marker(i), linestyle="none", label=f"budget {int(b)} steps")
                 for i, b in enumerate(sorted(ev.loc[ev["k"] > 0, "budget"].unique()))]
-    handles += [axes.base_handle()] + ([axes.clipped_handle(floor, "mean distance")] if clipped else [])
+    handles += [axes.base_handle()] + ([axes.clipped_handle(dist_floor, "mean distance")] if clipped else [])
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     _note(fig, ENERGY_NOTE if w.energy else None)
     axes.title(fig, f"{w.domain}: {w.reward} vs {w.distance} to the exact tilted target and vs diversity",
