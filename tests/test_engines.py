@@ -58,7 +58,8 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
     assert len(dvc) == len(p.reward_domains) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 3  # + validate
     outs = {o.rstrip("/") for o in dvc_outputs(repo)}
     smk_outs = {o.rstrip("/") for o in snakemake_outputs(repo)}
-    assert outs <= smk_outs, sorted(outs - smk_outs)[:5]
+    missing = {o for o in outs if not any(o == s or o.startswith(s + "/") for s in smk_outs)}  # dirs cover files
+    assert not missing, sorted(missing)[:5]
 
 
 @pytest.fixture(scope="module")
