@@ -9,10 +9,10 @@ declared its params keys and files: the stamp holds exactly those.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from pgraft.io import atomic_path, file_digest
 from pgraft.pipeline.code_deps import checkout, stage_files
 from pgraft.pipeline.table import BY_NAME, Stage, lookup, params_keys, stamp_path, stamped
 
@@ -20,7 +20,7 @@ from pgraft.pipeline.table import BY_NAME, Stage, lookup, params_keys, stamp_pat
 def content(stage: Stage, domain: str | None, raw: dict, root: Path) -> str:
     """The stamp text of one (stage, domain): its params keys' raw values and its source files' sha256."""
     params = {key: lookup(raw, key) for key in params_keys(stage, domain, raw)}
-    code = {f: _digest(_locate(f, root)) for f in stage_files(stage.module, domain, root)}
+    code = {f: file_digest(_locate(f, root)) for f in stage_files(stage.module, domain, root)}
     return json.dumps({"stage": stage.name, "domain": domain, "params": params, "code": code},
                       indent=1, sort_keys=True, default=str) + "\n"
 
@@ -36,8 +36,6 @@ def code_files(raw: dict, root: Path) -> list[str]:
 def write(raw: dict, root: Path, out_dir: Path) -> list[str]:
     """Write every stamp whose content changed (others keep their file and mtime); remove stamps of (stage,
     domain) pairs no longer run. Returns the paths rewritten."""
-    from pgraft.io import atomic_path
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keep, changed = set(), []
@@ -61,7 +59,3 @@ def _locate(f: str, root: Path) -> Path:
         if (base / f).is_file():
             return base / f
     return Path(f)
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -26,6 +26,7 @@ def body(args, params) -> dict:
 
     at = _locator(args.metrics_dir)
     rows: list[dict] = []
+    losses: list[dict] = []  # the fine-tuning loss histories, appended after the other rows
     for domain in params.reward_domains:
         pre = read_json(at("pretrain", "metrics", domain=domain))
         rows += [_row("pretrain", domain, metric=m, value=v) for m, v in pre.items()]
@@ -40,6 +41,7 @@ def body(args, params) -> dict:
             for k in params.truncation_grid:
                 path = at("evaluate", "out", domain=domain, seed=seed, k=k)
                 ev = read_json(path)
+                losses += _loss_rows(domain, seed, k, ev)
                 for b in params.finetune_for(domain).budgets:
                     if f"b{b}" not in ev:
                         raise StageError(f"{path} has no budget {b}; rerun evaluate")
@@ -75,7 +77,7 @@ def body(args, params) -> dict:
                     for m in ("fid", "flops_per_image"):
                         rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,
                                          value=res[f"{method}_n{n}"][m]))
-    rows += _loss_history(at, params)
+    rows += losses
     rows += _acceptance_monte_carlo()
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_dir(args.plots_dir) as tmp:
@@ -122,19 +124,12 @@ def _collect_galleries(at, params, out) -> None:
     write_npz(out, **arrays)
 
 
-def _loss_history(at, params) -> list[dict]:
+def _loss_rows(domain: str, seed: int, k: int, ev: dict) -> list[dict]:
     """Rows kind "train_loss" (x: fine-tuning step, value: mean training loss) from the loss history that
     evaluate copies into its output; none for runs made before the history was recorded."""
-    from pgraft.io import read_json
-
-    rows = []
-    for domain in params.reward_domains:
-        for seed in params.seeds:
-            for k in params.truncation_grid:
-                history = read_json(at("evaluate", "out", domain=domain, seed=seed, k=k)).get("loss_history", {})
-                rows += [_row("train_loss", domain, seed=seed, k=k, metric="train_loss", x=step, value=loss)
-                         for step, loss in history.get("train_loss", [])]
-    return rows
+    history = ev.get("loss_history", {})
+    return [_row("train_loss", domain, seed=seed, k=k, metric="train_loss", x=step, value=loss)
+            for step, loss in history.get("train_loss", [])]
 
 
 def _row(kind, domain, *, seed=None, k=None, budget=None, metric, value, rule=None, x=None) -> dict:
