@@ -75,13 +75,22 @@ def clipped_handle(floor: float, what: str = "estimate") -> Line2D:
 
 
 def readable_log(axis) -> None:
-    """Log ticks at 1..9 × 10^n within a decade, 1, 2, 5 × 10^n up to 3 decades, 10^n beyond, written plainly."""
+    """Log ticks at 1..9 × 10^n within a decade, 1, 2, 5 × 10^n up to 3 decades, 10^n beyond, written plainly.
+    Within a decade of values written as m×10^e (long labels), only the ticks at m = 1, 2, 3, 5 are labelled,
+    so neighbouring labels do not overlap."""
     lo, hi = sorted(axis.get_view_interval())
     decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 10.0
     subs = tuple(range(1, 10)) if decades <= 1 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
     axis.set_major_locator(LogLocator(base=10, subs=subs))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: plain(v)))
+    long_labels = decades <= 1 and not 1e-3 <= hi < 1e4
+    axis.set_major_formatter(FuncFormatter(lambda v, _: plain(v) if not long_labels or _mantissa(v) in (1, 2, 3, 5)
+                                           else ""))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _mantissa(v: float) -> int:
+    """The leading digit of v (2 for 2×10^8)."""
+    return round(abs(v) / 10 ** math.floor(math.log10(abs(v)))) if v else 0
 
 
 def plain(v: float) -> str:

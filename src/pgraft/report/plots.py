@@ -149,7 +149,8 @@ def fid_vs_flops(inc: pd.DataFrame, domain: str):
     """FID against counted FLOPs per image, base flow and base + corrector, labelled by base steps n."""
     s = inc_stats(inc)
     fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
-    for rule, label, style, dy in (("base", "base flow", "o-", 4), ("inc", "base + corrector (INC)", "s--", -11)):
+    # labels: base below its points, INC above, so the two labels of one n do not cross where the FIDs are close
+    for rule, label, style, dy in (("base", "base flow", "o-", -11), ("inc", "base + corrector (INC)", "s--", 5)):
         d = s[s["rule"] == rule].sort_values("flops")
         ax.errorbar(d["flops"], d["fid_mean"], yerr=d["fid_std"].fillna(0), fmt=style, capsize=3, label=label)
         for _, row in d.iterrows():
