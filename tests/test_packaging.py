@@ -108,3 +108,16 @@ def test_cli_prints_the_version(flag):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"pgraft {pgraft.__version__}"
     assert importlib.metadata.version("pgraft") == pgraft.__version__
+
+
+def test_no_project_file_is_git_ignored():
+    """A file the workflow or the package reads must reach a fresh clone: an ignore pattern meant for
+    generated output (dvc_plots/) once hid the plot template under workflow/ from every checkout."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--",
+                          "src", "workflow", "tests", "benchmarks", "docs"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    hidden = [p for p in out if "__pycache__" not in p and ".egg-info" not in p and not p.endswith(".pyc")]
+    assert not hidden, f"files the project needs are ignored by .gitignore: {hidden}"
