@@ -235,7 +235,7 @@ def test_finetune_returns_the_loss_history_of_the_same_training_run():
 
     torch.manual_seed(0)
     base = Net()
-    ft = SimpleNamespace(budgets=[5, 25], learning_rate=0.01, batch_size=8)
+    ft = SimpleNamespace(budgets=[5, 25], learning_rate=0.01, batch_size=8, warmup_steps=0)
     saved = {}
     metrics, history = finetune_once(base, Objective(), ft, torch.Generator().manual_seed(3),
                                      lambda name, m: saved.update({name: copy.deepcopy(m.state_dict())}), None)

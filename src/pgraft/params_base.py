@@ -36,6 +36,7 @@ class FilterParams(Strict):
 class FinetuneParams(Strict):
     budgets: list[int] = Field(default_factory=lambda: [100, 300, 1000], min_length=1)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    warmup_steps: int = Field(0, ge=0)  # linear learning-rate warm-up from 0 over this many optimizer steps
     batch_size: int = Field(256, ge=1)
     rounds: int = Field(1, ge=1, le=100)
     target: Literal["intermediate", "x0"] = "intermediate"

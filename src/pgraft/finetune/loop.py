@@ -27,11 +27,16 @@ def train(
     on_step: Callable[[int, nn.Module], None] | None = None,
     progress: str | None = None,
     resume=None,
+    warmup_steps: int = 0,
 ) -> list[float]:
     """Run `steps` optimizer steps; call on_step(step, model) after each (1-based). Returns the losses.
 
     With `resume` (a finetune.resume.Resumable), training continues from its last checkpoint and saves
     a new one periodically; the result is the same as an uninterrupted run.
+
+    With warmup_steps > 0 the learning rate rises linearly, learning_rate·step/warmup_steps, over the first
+    warmup_steps steps (a fresh Adam at full rate damages a pretrained model in its first steps); the rate is
+    a function of the step alone, so a resumed run follows the same schedule.
     """
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
@@ -42,6 +47,9 @@ def train(
 
         steps_iter = tqdm(steps_iter, desc=progress, unit="step", leave=False, mininterval=1.0)
     for step in steps_iter:
+        if warmup_steps:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate * min(1.0, step / warmup_steps)
         x_t, t, target, *cond = objective.batch(batch_size, generator)
         loss = torch.mean((model(x_t, t, *cond) - target) ** 2)
         opt.zero_grad(set_to_none=True)

@@ -48,7 +48,7 @@ def finetune_once(base, objective, ft, generator, save: Save, progress: str, res
             save(f"b{step}", m)
 
     losses = train(model, objective, ft.budgets[-1], ft.learning_rate, ft.batch_size, generator,
-                   on_step=checkpoint, progress=progress, resume=resume)
+                   on_step=checkpoint, progress=progress, resume=resume, warmup_steps=ft.warmup_steps)
     return {f"loss_b{b}": float(np.mean(losses[max(0, b - 20):b])) for b in ft.budgets}, loss_history(losses)
 
 
@@ -68,7 +68,8 @@ def finetune_rounds(base, data, cond, levels, k: int, ft, *, domain, rule, sched
                                  rng=numpy_rng(6, seed, k))
                 round_data, round_cond = done.accepted(None if state_key == "x0" else k)
             obj = TruncatedObjective(round_data, levels, k, ft.target, ft.timesteps, cond=round_cond)
-            losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen)
+            losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen,
+                           warmup_steps=ft.warmup_steps if rnd == 0 else 0)
             run_losses += losses
         metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
         save(f"b{b}", model)
