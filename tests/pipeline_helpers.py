@@ -53,6 +53,7 @@ def shrink(raw: dict) -> dict:
     p["sample"].update(num_groups=16, reference_size=200, batch_size=512)
     p["finetune"].update(budgets=[5, 10], batch_size=32)
     p["evaluate"]["num_samples"] = 100
+    p["variance"] = {"states": 8, "branches": 2, "ceiling_branches": 1, "bootstrap": 100}
     p["tracking"]["enabled"] = False
     p["gaussian"]["model"].update(hidden=32, layers=1)
     p["gaussian"]["pretrain"].update(steps=50, batch_size=64)

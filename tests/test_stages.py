@@ -38,7 +38,8 @@ def test_every_stage_writes_its_outputs(pipeline):
     figs = sorted(p.name for p in (work / "results/figures").iterdir())
     for name in ("gaussian_reward_vs_k.png", "gaussian_reward_vs_k.pdf", "gaussian_distance_vs_k.png",
                  "gaussian_tradeoff.png", "acceptance_law.png", "gaussian_table.md",
-                 "digits_flow_fid_vs_flops.png", "digits_flow_fid_vs_flops.pdf", "digits_flow_inc_table.md"):
+                 "digits_flow_fid_vs_flops.png", "digits_flow_fid_vs_flops.pdf", "digits_flow_inc_table.md",
+                 "gaussian_ceiling_vs_k.png", "gaussian_decomposition.md", "conditional_variance.png"):
         assert name in figs
     table = pd.read_csv(work / "results/summary.csv")
     ev = table[table["kind"] == "evaluate"]
@@ -46,7 +47,9 @@ def test_every_stage_writes_its_outputs(pipeline):
     assert set(ev["seed"]) == set(params["seeds"])
     assert np.isfinite(ev["value"]).all()
     assert set(table["kind"]) >= {"evaluate", "acceptance", "acceptance_mc", "filter", "pretrain", "reference",
-                                  "inc", "invert"}
+                                  "inc", "invert", "variance", "ceiling"}
+    ceil = table[(table["kind"] == "ceiling") & (table["metric"] == "ceiling")]
+    assert set(ceil["k"]) == set(params["truncation_grid"]) and np.isfinite(ceil["value"]).all()
     inc = table[table["kind"] == "inc"]
     assert set(inc["rule"]) == {"base", "inc"} and np.isfinite(inc["value"]).all()
     samples = np.load(work / "results/gaussian/seed0/samples.npz", allow_pickle=False)

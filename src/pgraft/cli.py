@@ -16,6 +16,7 @@ STAGE_HELP = {
     "reward": "terminal rewards of the samples and of the reference pool",
     "filter": "GRS selection within groups (+ acceptance-law check)",
     "finetune": "GRAFT / P-GRAFT fine-tuning at truncation point k, one checkpoint per budget",
+    "variance": "E[Var(r|X_tk)] per truncation point and each k's exact-target reward (ceiling)",
     "ddpo": "the DDPO baseline: online sampling + PPO on the reward (prompt-conditioned domains)",
     "evaluate": "reward, distance to the exact tilted target, distance to base, diversity",
     "invert": "INC: real data back to noise through the base flow's Euler sampler (fixed-point backward Euler)",

@@ -108,6 +108,15 @@ class DdpoParams(Strict):
         return self
 
 
+class VarianceParams(Strict):
+    """The variance stage (docs/METHOD.md §2): base continuations from stored states x_tk at every k of the grid."""
+
+    states: int = Field(128, ge=2)  # training states per k whose continuations estimate E[Var(r|X_tk)]
+    branches: int = Field(8, ge=2)  # base continuations per such state
+    ceiling_branches: int = Field(2, ge=1)  # base continuations per accepted state (the exact target's reward)
+    bootstrap: int = Field(1000, ge=100)  # bootstrap resamples of the states for the 95 % intervals
+
+
 class SharedParams(Strict):
     """The settings every run shares; `Params` adds one optional section per registered domain."""
 
@@ -126,6 +135,7 @@ class SharedParams(Strict):
     tracking: TrackingParams = TrackingParams()
     inc: IncParams = IncParams()
     ddpo: DdpoParams = DdpoParams()
+    variance: VarianceParams = VarianceParams()
 
     @field_validator("domains")
     @classmethod

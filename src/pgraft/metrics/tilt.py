@@ -22,3 +22,24 @@ def tilt_weights(rule, reference_rewards: np.ndarray) -> np.ndarray:
     if not np.isfinite(g).all() or g.sum() <= 0:
         raise ValueError(f"rule {rule.name}: acceptance probability is zero on every reference sample")
     return g / g.sum()
+
+
+def tilt_weights_by_condition(rule, reference_rewards: np.ndarray, conditions=None) -> np.ndarray:
+    """The exact target of a rule applied within groups that share a condition (a prompt).
+
+    A rank rule (g a function of u = F(r)) keeps the same number of samples in every group, so its target is the
+    tilt of each condition's own reward law, p̄(·|c)·g(F_c(r))/E[g], with the conditions in their reference
+    proportions; one CDF pooled over prompts would tilt towards the prompts whose rewards run high
+    (docs/METHOD.md §2). A rule whose g is a function of r itself (threshold, rejection) accepts each sample on
+    its own, and its pooled tilt is exact. Without conditions: tilt_weights."""
+    if conditions is None or rule.law_argument != "cdf":
+        return tilt_weights(rule, reference_rewards)
+    r = np.asarray(reference_rewards, dtype=np.float64)
+    c = np.asarray(conditions)
+    if len(c) != len(r):
+        raise ValueError(f"{len(c)} conditions for {len(r)} reference rewards")
+    w = np.zeros(len(r))
+    for value in np.unique(c):
+        rows = c == value
+        w[rows] = tilt_weights(rule, r[rows]) * (rows.sum() / len(r))
+    return w

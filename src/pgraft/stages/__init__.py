@@ -8,8 +8,8 @@ makes results independent of the machine's core count; engines use the cores by 
 
 import os
 
-STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "ddpo", "evaluate", "invert", "correct", "evaluate_flow",
-          "aggregate", "figures")
+STAGES = ("pretrain", "sample", "reward", "filter", "finetune", "variance", "ddpo", "evaluate", "invert", "correct",
+          "evaluate_flow", "aggregate", "figures")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pgraft.stages.common import parser, run_stage
 
 DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current params into one tidy CSV "
-       "(columns kind, domain, rule, seed, k, budget, metric, x, value), add a Monte Carlo acceptance-law "
+       "(columns kind, domain, rule, seed, k, budget, metric, x, value), with the variance stage's conditional "
+       "reward variance and ceilings per k, add a Monte Carlo acceptance-law "
        "check of every registered GRS rule, write per-seed CSVs for `dvc plots show` and one seed-averaged "
        "metrics file per domain for `dvc exp show`, and mirror the spooled "
        "stage records into MLflow.")
@@ -38,6 +39,7 @@ def body(args, params) -> dict:
                 for m in ("empirical", "closed_form"):
                     rows.append(_row("acceptance", domain, seed=seed, rule=rec["rule"], metric=m,
                                      x=rec["u_center"], value=rec[m]))
+            rows += _variance_rows(domain, seed, read_json(at("variance", "out", domain=domain, seed=seed)))
             for k in params.truncation_grid:
                 path = at("evaluate", "out", domain=domain, seed=seed, k=k)
                 ev = read_json(path)
@@ -130,6 +132,22 @@ def _loss_rows(domain: str, seed: int, k: int, ev: dict) -> list[dict]:
     history = ev.get("loss_history", {})
     return [_row("train_loss", domain, seed=seed, k=k, metric="train_loss", x=step, value=loss)
             for step, loss in history.get("train_loss", [])]
+
+
+def _variance_rows(domain: str, seed: int, var: dict) -> list[dict]:
+    """Rows kind "variance" (E[Var(r|X_tk)] and Var(E[r|X_tk]) as fractions of E[Var(r|c)], with their 95 %
+    bootstrap bounds) and kind "ceiling" (the reward of the exact target at k, with bounds), per k."""
+    total = var["reward_variance"]
+    rows = []
+    for k, v in var["k"].items():
+        for term in ("within", "between"):
+            for suffix in ("", "_lo", "_hi"):
+                rows.append(_row("variance", domain, seed=seed, k=int(k), metric=f"v_{term}{suffix}",
+                                 value=v[term + suffix] / total if total > 0 else float("nan")))
+        for suffix in ("", "_lo", "_hi"):
+            rows.append(_row("ceiling", domain, seed=seed, k=int(k), metric=f"ceiling{suffix}",
+                             value=v["ceiling" + suffix]))
+    return rows
 
 
 def _row(kind, domain, *, seed=None, k=None, budget=None, metric, value, rule=None, x=None) -> dict:

@@ -39,7 +39,7 @@ def body(args, params) -> dict:
     out, gallery = evaluate_budgets(
         domain, base, lambda b: load_model(args.finetuned, domain, name=f"b{b}"), k=args.k, seed=args.seed,
         schedule=schedule, rule=rule, distance=DISTANCES.get(params.evaluate.distance), ref_x0=ref["x0"],
-        ref_rewards=ref_r, budgets=ft_cfg.get("budgets", params.finetune_for(args.domain).budgets),
+        ref_rewards=ref_r, ref_prompts=ref.get("prompt") if domain.conditional else None, budgets=ft_cfg.get("budgets", params.finetune_for(args.domain).budgets),
         evaluations=ft_cfg.get("reward_evaluations", {}), identity=bool(ft_cfg.get("identity")),
         num_samples=params.evaluate.num_samples, batch_size=params.sample.batch_size)
     write_npz(args.gallery, domain=np.asarray(args.domain), **gallery)

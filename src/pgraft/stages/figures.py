@@ -7,7 +7,9 @@ from pgraft.stages.common import parser, run_stage
 DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs, nothing else) and write "
        "to the output directory, per domain: reward vs k, distance-to-target vs k, the trade-off plot (reward vs "
        "distance-to-target and vs diversity), learning curves (training loss and reward vs fine-tuning step), "
-       "the table and the sample gallery; the acceptance-law check; and for domains with DDPO the method "
+       "the table and the sample gallery, the ceiling and learning gap per k (<domain>_ceiling_vs_k, "
+       "<domain>_decomposition.md); the conditional reward variance of every domain (conditional_variance); "
+       "the acceptance-law check; and for domains with DDPO the method "
        "comparison table and reward vs reward evaluations.")
 
 
@@ -18,7 +20,7 @@ def body(args, params) -> dict:
 
     matplotlib.use("Agg")
     from pgraft.io import atomic_dir, read_npz, read_table
-    from pgraft.report import curves, plots, tables
+    from pgraft.report import bias_variance, curves, decomposition, plots, tables
     from pgraft.report.labels import words
 
     table = read_table(args.summary, columns=("kind", "domain", "seed", "k", "budget", "metric", "x", "value"))
@@ -35,6 +37,12 @@ def body(args, params) -> dict:
                              out / f"{domain}_learning_curves")
             written += _write(out / f"{domain}_table.md",
                               tables.domain_markdown(ev, ref, domain, _extra(domain), params.evaluate.distance))
+            ceil, var = tables.rows_of(table, "ceiling", domain), tables.rows_of(table, "variance", domain)
+            if len(ceil):  # the variance stage's rows (absent in summaries made before it existed)
+                written += _save(bias_variance.ceiling_vs_k(ev, ceil, var, w), out / f"{domain}_ceiling_vs_k")
+                written += _write(out / f"{domain}_decomposition.md", decomposition.markdown(ev, ceil, var, domain))
+        if (table["kind"] == "variance").any():
+            written += _save(bias_variance.variance_all_domains(table), out / "conditional_variance")
         written += _save(plots.acceptance(table), out / "acceptance_law")
         for domain in tables.domains_of(table, "inc"):
             inc = tables.rows_of(table, "inc", domain)

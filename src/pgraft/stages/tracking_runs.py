@@ -49,7 +49,7 @@ from pgraft.stages.tracking import FORMAT, PIPELINE_FILE, REPORT_STAGES, flatten
 
 MAX_ARTIFACT_BYTES = 5_000_000  # larger files are not copied into MLflow (they stay in results/)
 PARENT_STAGES = ("pretrain", "invert", "aggregate", "figures")  # per domain (no seed) or per pipeline
-FAN_OUT_STAGES = ("sample", "reward", "filter")  # per (domain, seed): logged into the run of every k
+FAN_OUT_STAGES = ("sample", "reward", "filter", "variance")  # per (domain, seed): logged into the run of every k
 INC_STAGES = ("correct", "evaluate_flow")
 RESULT_STAGES = ("evaluate", "evaluate_flow")  # their metrics are the results: no stage prefix in a child run
 N_STAGES = ("invert", "correct", "evaluate_flow")  # their step is the Euler step count n
@@ -314,7 +314,8 @@ def _summary_key(row: dict) -> tuple[str, int] | None:
     names = {"evaluate": (f"{d}/k{num('k')}/{m}", num("budget")), "ddpo": (f"{d}/ddpo/{m}", num("budget")),
              "ddpo_train": (f"{d}/ddpo/train_{m}", num("budget")), "inc": (f"{d}/{row['rule']}/{m}", num("x")),
              "train_loss": (f"{d}/k{num('k')}/{m}", num("x")), "filter": (f"{d}/filter/{m}", 0),
-             "reference": (f"{d}/{m}", 0)}
+             "reference": (f"{d}/{m}", 0), "ceiling": (f"{d}/k{num('k')}/{m}", 0),
+             "variance": (f"{d}/k{num('k')}/{m}", 0)}
     return names.get(kind)  # pretrain and invert come from their own records; acceptance stays in the CSV
 
 

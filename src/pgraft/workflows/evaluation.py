@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 
 from pgraft.metrics.diversity import mean_pairwise_distance
-from pgraft.metrics.tilt import tilt_weights
+from pgraft.metrics.tilt import tilt_weights_by_condition
 from pgraft.seeds import seeded
 from pgraft.workflows.scoring import as_cond, conditions, score
 
@@ -16,14 +16,15 @@ STREAMS = {"train": 7, "heldout": 17, "gallery": 27}
 
 
 def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k: int, seed: int, schedule,
-                     rule, distance, ref_x0: np.ndarray, ref_rewards: np.ndarray, budgets, evaluations: dict,
+                     rule, distance, ref_x0: np.ndarray, ref_rewards: np.ndarray, ref_prompts, budgets, evaluations: dict,
                      identity: bool, num_samples: int, batch_size: int) -> tuple[dict, dict]:
     """Metrics of the stitched sampler (load_finetuned(b) for the first k steps, base after) per budget, and
     the gallery samples of the largest budget.
 
-    The exact tilted target p̄·g/E[g] (docs/METHOD.md §1) is the reference pool weighted by the rule's g.
+    The exact tilted target p̄·g/E[g] (docs/METHOD.md §1) is the reference pool weighted by the rule's g, per
+    prompt for prompt-conditioned domains (ref_prompts; None for unconditional ones).
     Returns ({"target_reward_mean", "base_reward_mean", "b<budget>": metrics}, gallery arrays)."""
-    weights = tilt_weights(rule, ref_rewards)
+    weights = tilt_weights_by_condition(rule, ref_rewards, ref_prompts)
     splits = ("train", "heldout") if domain.conditional else ("train",)
     conds = {s: conditions(domain, s, num_samples) for s in splits}
     cache: dict = {}
