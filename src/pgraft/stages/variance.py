@@ -69,10 +69,10 @@ def body(args, params) -> dict:
                 continued = rewards(accepted, k, cfg.ceiling_branches, 14).mean(axis=1)
                 ceiling = mean_interval(continued, rng, cfg.bootstrap)
         out["k"][str(k)] = {**var, **{f"ceiling_{m}" if m != "mean" else "ceiling": v for m, v in ceiling.items()}}
-        print(f"pgraft variance: k={k} E[Var(r|X)]/Var = {var['within'] / total:.3f}, "
-              f"ceiling {ceiling['mean']:.4f}", flush=True)
+        share = var["within"] / total if total > 0 else float("nan")  # a constant reward has no variance to share
+        print(f"pgraft variance: k={k} E[Var(r|X)]/Var = {share:.3f}, ceiling {ceiling['mean']:.4f}", flush=True)
     write_json(args.out, out)
-    return {f"v_within_k{k}": v["within"] / total for k, v in out["k"].items()}
+    return {f"v_within_k{k}": v["within"] / total if total > 0 else float("nan") for k, v in out["k"].items()}
 
 
 def _prompt_means(r, prompts):
