@@ -274,9 +274,9 @@ def test_estimate_dry_run_prints_jobs_hours_and_totals(tmp_path, capsys):
 
     code, rows, out = _estimate(["--params", str(PAPER)], capsys)
     assert code == 0
-    assert {s: int(r[0]) for s, r in rows.items()} == {"pretrain-sd2": 1, "sample-sd2": 3, "reward-sd2": 3, "filter-sd2": 3,
-                                                     "finetune-sd2": 15, "evaluate-sd2": 15, "ddpo-sd2": 3,
-                                                     "evaluate_ddpo-sd2": 3}
+    jobs = {"pretrain-sd2": 1, "sample-sd2": 3, "reward-sd2": 3, "filter-sd2": 3, "finetune-sd2": 15,
+            "evaluate-sd2": 15, "ddpo-sd2": 3, "evaluate_ddpo-sd2": 3}
+    assert {s: int(r[0]) for s, r in rows.items()} == jobs
     sample_h = (T["startup"] + (1024 * 16 + 2048) * 40 * T["sample_step"]) / 3600
     assert rows["sample-sd2"][1:] == [f"{sample_h:.2f}", f"{3 * sample_h:.2f}"]
     finetune_h = (T["startup"] + 1000 * 16 * T["train_step"]) / 3600  # k > 0; k = 0 trains nothing

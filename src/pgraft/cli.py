@@ -137,8 +137,10 @@ def _check_inputs(params, source: str) -> None:
             pools = [domain.prompts(split) for split in ("train", "heldout")] if domain.conditional else []
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
-        prompts = f": {len(pools[0])} training and {len(pools[1])} held-out prompts" if pools else ""
-        print(f"{source}: {name}: base model found{prompts}")
+        found = (["base model found (its scheduler config reads)"] if domain.pretrained else []) + \
+            ([f"{len(pools[0])} training and {len(pools[1])} held-out prompts"] if pools else [])
+        if found:
+            print(f"{source}: {name}: {'; '.join(found)}")
 
 
 def _estimate(args, params, raw: dict) -> int:
@@ -160,7 +162,7 @@ def _estimate(args, params, raw: dict) -> int:
     except ConfigError as err:
         print(f"pgraft pipeline: error: {err}", file=sys.stderr)
         return 2
-    print(est.report(rows, throughput, source, args.params, est.equal_evaluations_note(params)))
+    print(est.report(rows, throughput, source, args.params, est.notes(params)))
     return 0
 
 

@@ -107,9 +107,9 @@ WORK = {"pretrain": _pretrain, "sample": _sample, "reward": _reward, "finetune":
 class StageEstimate:
     name: str
     jobs: int
-    seconds: list[float] | None  # per job; None: not estimated
+    seconds: list[float] | None  # per job; None: not estimated (or a CPU stage)
     work: Work | None  # the largest job's work
-    gpu: bool = True
+    gpu: bool = True  # False: a CPU stage, not counted
 
 
 def estimate(raw: dict, throughput: dict) -> list[StageEstimate]:
@@ -125,14 +125,13 @@ def estimate(raw: dict, throughput: dict) -> list[StageEstimate]:
         for point in instances(stage, raw):
             by_domain.setdefault(point.get("domain"), []).append(point)
         for domain, points in by_domain.items():
-            name = stage_key(stage, domain)
-            if stage.name in CPU_STAGES:
-                rows.append(StageEstimate(name, len(points), [0.0] * len(points), Work(), gpu=False))
+            name, fn = stage_key(stage, domain), WORK.get(stage.name)
+            if fn is None:  # a CPU stage, or one whose work is not modelled
+                rows.append(StageEstimate(name, len(points), None, None, gpu=stage.name not in CPU_STAGES))
                 continue
-            fn = WORK.get(stage.name)
             if domain not in built:
                 built[domain] = domains.build(domain, params)
-            works = [fn(params, built[domain], p) for p in points] if fn else [None]
+            works = [fn(params, built[domain], p) for p in points]
             if any(w is None for w in works):
                 rows.append(StageEstimate(name, len(points), None, None))
                 continue
@@ -171,13 +170,13 @@ def report(rows: list[StageEstimate], throughput: dict, source: dict, title: str
     lines += ["", head, "-" * len(head)]
     total, longest = 0.0, ("", 0.0)
     for r in rows:
+        if not r.gpu:
+            lines.append(f"{r.name:<26} {r.jobs:>5} {'-':>10} {'-':>9}   CPU only")
+            continue
         if r.seconds is None:
             lines.append(f"{r.name:<26} {r.jobs:>5} {'?':>10} {'?':>9}   not estimated (no model of its work)")
             continue
         per_job, hours = max(r.seconds) / 3600, sum(r.seconds) / 3600
-        if not r.gpu:
-            lines.append(f"{r.name:<26} {r.jobs:>5} {'-':>10} {'-':>9}   CPU only")
-            continue
         total += hours
         longest = max(longest, (r.name, per_job), key=lambda t: t[1])
         w = r.work
@@ -186,20 +185,26 @@ def report(rows: list[StageEstimate], throughput: dict, source: dict, title: str
                                                               (w.rewards, "images scored")) if v) or "startup only"
         lines.append(f"{r.name:<26} {r.jobs:>5} {per_job:>10.2f} {hours:>9.2f}   {work}")
     lines += ["-" * len(head), f"total: {total:.1f} GPU-hours; longest job {longest[0]}: {longest[1]:.2f} h "
-              "(its SLURM runtime must exceed that); h per job: the stage's largest job", *notes]
-    return "\n".join(lines)
+              "(its SLURM runtime must exceed that); h per job: the stage's largest job"]
+    if any(r.gpu and r.seconds is None for r in rows):
+        lines.append("the stages marked ? are not in the total")
+    return "\n".join(lines + notes)
 
 
-def equal_evaluations_note(params) -> list[str]:
-    """Reward evaluations per seed spent by GRAFT / P-GRAFT and by DDPO at its checkpoints (the comparison's axis)."""
-    notes = []
+def notes(params) -> list[str]:
+    """Reward evaluations per seed spent by GRAFT / P-GRAFT and by DDPO at its checkpoints (the comparison's axis),
+    and a warning when one throughput table stands for several domains' models."""
+    out = []
+    if len(params.reward_domains) > 1:
+        out.append(f"one table of seconds per image stands for the models of {len(params.reward_domains)} domains "
+                   f"({', '.join(params.reward_domains)}); --measure times the first")
     for d in params.ddpo.domains:
         ft = params.finetune_for(d)
         graft = _drawn(params, d) * ft.rounds
         same = "" if graft in params.ddpo.checkpoints else f" (none equals {graft:,})"
-        notes.append(f"reward evaluations per seed, {d}: GRAFT / P-GRAFT {graft:,}; DDPO checkpoints "
-                     f"{params.ddpo.checkpoints}{same}")
-    return notes
+        out.append(f"reward evaluations per seed, {d}: GRAFT / P-GRAFT {graft:,}; DDPO checkpoints "
+                   f"{params.ddpo.checkpoints}{same}")
+    return out
 
 
 def measure(params, domain_name: str, steps: int = 2) -> dict:
@@ -216,7 +221,8 @@ def measure(params, domain_name: str, steps: int = 2) -> dict:
 
     dom = domains.build(domain_name, params)
     if dom.kind != "diffusion":
-        raise ConfigError(f"measure: domain {domain_name!r} is a {dom.kind} domain; only diffusion domains are measured")
+        raise ConfigError(f"measure: domain {domain_name!r} is a {dom.kind} domain; only diffusion domains are "
+                          "measured")
     cuda = torch.device(dom.device).type == "cuda"
 
     def timed(fn):
