@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "\n\nother commands:\n  validate   check params.yaml and print the resolved settings"
         "\n  schema     print the JSON Schema of params.yaml"
         "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml from the stage table (--check: fail if stale);"
-        "\n             `pgraft pipeline show`: the stages, their matrices, params keys and code files"
+        "\n             `pgraft pipeline show`: the stages, their matrices, params keys and code files;"
+        "\n             `pgraft pipeline use --params <file>`: check a params file and make it params.yaml;"
+        "\n             `pgraft pipeline estimate --params <file>`: GPU-hours per stage (--measure: on this machine)"
         "\n  track      `pgraft track sync`: mirror spooled stage records into MLflow; `pgraft track wait`:"
         "\n             wait for the background syncer (README \"Compare in MLflow\")"
         "\n\n`pgraft <command> --help` shows each command's options.")
@@ -72,25 +74,44 @@ def _pipeline(rest: list[str]) -> int:
     from pgraft.errors import ConfigError
 
     p = argparse.ArgumentParser(prog="pgraft pipeline", description="The stage table that both engines run.")
-    p.add_argument("action", choices=["dvc", "show"], help="dvc: write dvc.yaml; show: print the stage table")
+    p.add_argument("action", choices=["dvc", "show", "use", "estimate"],
+                   help="dvc: write dvc.yaml; show: print the stage table; use: check a params file (its keys, "
+                        "prompt file and base model), make it params.yaml and write dvc.yaml; estimate: GPU-hours "
+                        "per stage from seconds per image (README \"Reproducing the paper's SD2 experiment\")")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--out", default="dvc.yaml", help="dvc.yaml path (action dvc)")
+    p.add_argument("--out", default="dvc.yaml", help="dvc.yaml path (actions dvc and use)")
     p.add_argument("--check", action="store_true", help="do not write: exit 1 if --out differs from the table's")
+    p.add_argument("--throughput", help="estimate: JSON of seconds per image replacing the defaults (from --measure)")
+    p.add_argument("--measure", metavar="FILE", help="estimate: first measure seconds per image on this machine with "
+                   "the configured model and write them to FILE")
     args = p.parse_args(rest)
     try:
-        load_params(args.params)
+        params = load_params(args.params)
+        if args.action == "use":
+            _check_inputs(params, args.params)
     except ConfigError as err:
         print(f"pgraft pipeline: error: {err}", file=sys.stderr)
         return 2
     raw = yaml.safe_load(Path(args.params).read_text())
     if args.action == "show":
         return _show(raw)
+    if args.action == "estimate":
+        return _estimate(args, params, raw)
+    if args.action == "use" and Path(args.params).resolve() != Path("params.yaml").resolve():
+        from pgraft.io import atomic_path
+
+        with atomic_path(Path("params.yaml")) as tmp:  # the file every stage and both engines read
+            tmp.write_bytes(Path(args.params).read_bytes())
+        print(f"params.yaml: now a copy of {args.params} (`git checkout params.yaml dvc.yaml` restores the default)")
+    return _write_dvc_yaml(raw, Path(args.out), args.check)
+
+
+def _write_dvc_yaml(raw: dict, out, check: bool) -> int:
     from pgraft.io import atomic_path
     from pgraft.pipeline.dvc_yaml import render
 
     text = render(raw)
-    out = Path(args.out)
-    if args.check:
+    if check:
         fresh = out.exists() and out.read_text() == text
         print(f"{out}: {'up to date' if fresh else 'STALE: run `pgraft pipeline dvc`'}")
         return 0 if fresh else 1
@@ -100,6 +121,49 @@ def _pipeline(rest: list[str]) -> int:
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     print(f"{out}: written from the stage table")
+    return 0
+
+
+def _check_inputs(params, source: str) -> None:
+    """Before any compute: each diffusion domain's sampler builds (a pretrained base's scheduler config is read
+    from its files) and a prompt-conditioned domain's prompt pool reads; a missing base model or prompt file
+    stops here, naming its key."""
+    from pgraft import domains
+    from pgraft.errors import ConfigError
+
+    for name in params.reward_domains:
+        domain = domains.build(name, params)
+        try:
+            domain.schedule(params.sampler)
+            pools = [domain.prompts(split) for split in ("train", "heldout")] if domain.conditional else []
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        found = (["base model found (its scheduler config reads)"] if domain.pretrained else []) + \
+            ([f"{len(pools[0])} training and {len(pools[1])} held-out prompts"] if pools else [])
+        if found:
+            print(f"{source}: {name}: {'; '.join(found)}")
+
+
+def _estimate(args, params, raw: dict) -> int:
+    from pgraft.errors import ConfigError
+    from pgraft.pipeline import estimate as est
+
+    try:
+        if args.measure:
+            from pgraft.io import write_json
+
+            if not params.reward_domains:
+                raise ConfigError(f"{args.params}: --measure needs a diffusion domain in domains")
+            domain = params.reward_domains[0]
+            measured = est.measure(params, domain)
+            write_json(args.measure, measured)
+            print(f"{args.measure}: seconds per image measured with {domain} on {measured[est.MEASURED_ON]['device']}")
+        throughput, source = est.read_throughput(args.measure or args.throughput)
+        rows = est.estimate(raw, throughput)
+    except ConfigError as err:
+        print(f"pgraft pipeline: error: {err}", file=sys.stderr)
+        return 2
+    print(est.report(rows, throughput, source, args.params, est.notes(params)))
     return 0
 
 
