@@ -29,32 +29,41 @@ EV = evaluated({(0, 10, "reward_mean"): [1.0, 3.0], (0, 10, "diversity"): [2.0, 
                 (4, 10, "reward_mean"): [5.0, 6.0], (4, 10, "diversity"): [1.0, 0.5]})
 
 
-def test_mean_and_sample_std_over_seeds():
+T1 = 12.706204736174698  # t_{0.975} with 1 degree of freedom (two seeds)
+
+
+def test_mean_and_t_interval_over_seeds():
     t = tables.per_k_budget(EV, ["reward_mean", "diversity"]).set_index(["k", "metric"])
-    assert t.loc[(0, "reward_mean"), "mean"] == 2.0
-    assert t.loc[(0, "reward_mean"), "std"] == pytest.approx(math.sqrt(2))  # ((1-2)² + (3-2)²) / (2-1)
-    assert t.loc[(4, "reward_mean"), "mean"] == 5.5
-    assert t.loc[(4, "reward_mean"), "std"] == pytest.approx(math.sqrt(0.5))
-    assert t.loc[(0, "diversity"), "std"] == 0.0
+    # reward at k = 0: seeds 1, 3 -> mean 2, sd sqrt(2), half-width t * sd / sqrt(2) = t
+    assert t.loc[(0, "reward_mean"), "mean"] == 2.0 and t.loc[(0, "reward_mean"), "n"] == 2
+    assert t.loc[(0, "reward_mean"), ["lo", "hi"]].tolist() == pytest.approx([2 - T1, 2 + T1])
+    assert t.loc[(4, "reward_mean"), "mean"] == 5.5  # sd sqrt(0.5): half-width t / 2
+    assert t.loc[(4, "reward_mean"), ["lo", "hi"]].tolist() == pytest.approx([5.5 - T1 / 2, 5.5 + T1 / 2])
+    assert t.loc[(0, "diversity"), ["lo", "hi"]].tolist() == [2.0, 2.0]  # no spread: a point
     one_seed = tables.per_k_budget(EV[EV["seed"] == 1], ["reward_mean"]).set_index("k")
-    assert one_seed.loc[4, "mean"] == 6.0 and one_seed.loc[4, "std"] == 0  # one seed: no spread, not NaN
+    assert one_seed.loc[4, "mean"] == 6.0 and one_seed.loc[4, "n"] == 1
+    assert np.isnan(one_seed.loc[4, "lo"]) and np.isnan(one_seed.loc[4, "hi"])  # one seed: no interval
 
 
 def test_paired_differences_against_graft_per_seed():
     d = tables.paired_vs_graft(EV, ("reward_mean", "diversity")).set_index("metric")
     assert list(d["k"]) == [0, 0]  # GRAFT (the largest k) is not compared with itself
-    # reward: seed 0: 1 - 5 = -4, seed 1: 3 - 6 = -3 -> mean -3.5, std sqrt(0.5), se sqrt(0.5)/sqrt(2) = 0.5
-    assert d.loc["reward_mean", "diff"] == -3.5
-    assert d.loc["reward_mean", "se"] == pytest.approx(0.5)
-    # diversity: 2 - 1 = 1, 2 - 0.5 = 1.5 -> mean 1.25, se 0.25
+    # reward: seed 0: 1 - 5 = -4, seed 1: 3 - 6 = -3 -> mean -3.5, sd sqrt(0.5), se 0.5; t = -3.5 / 0.5 = -7
+    assert d.loc["reward_mean", "diff"] == -3.5 and d.loc["reward_mean", "n"] == 2
+    assert d.loc["reward_mean", ["lo", "hi"]].tolist() == pytest.approx([-3.5 - 0.5 * T1, -3.5 + 0.5 * T1])
+    # two-sided p of t = -7 with 1 degree of freedom: 1 - 2 atan(7) / pi
+    assert d.loc["reward_mean", "p"] == pytest.approx(1 - 2 * math.atan(7) / math.pi)
+    # diversity: 2 - 1 = 1, 2 - 0.5 = 1.5 -> mean 1.25, se 0.25, t = 5
     assert d.loc["diversity", "diff"] == 1.25
-    assert d.loc["diversity", "se"] == pytest.approx(0.25)
+    assert d.loc["diversity", ["lo", "hi"]].tolist() == pytest.approx([1.25 - 0.25 * T1, 1.25 + 0.25 * T1])
+    assert d.loc["diversity", "p"] == pytest.approx(1 - 2 * math.atan(5) / math.pi)
 
 
 def test_paired_differences_use_only_seeds_both_have():
     ev = evaluated({(0, 10, "reward_mean"): [1.0, 3.0], (4, 10, "reward_mean"): [5.0]})
     d = tables.paired_vs_graft(ev, ("reward_mean",))
-    assert d["diff"].tolist() == [-4.0] and np.isnan(d["se"].iloc[0])  # one pair: no standard error
+    assert d["diff"].tolist() == [-4.0] and d["n"].tolist() == [1]
+    assert d[["lo", "hi", "p"]].isna().all(axis=None)  # one pair: no interval, no test
 
 
 def test_domain_markdown_rows():
@@ -63,9 +72,12 @@ def test_domain_markdown_rows():
     md = tables.domain_markdown(EV, ref, "toy").splitlines()
     assert "Exact tilted target reward: 4.5; base pool reward: 1.5." in md[2]
     assert "| k | budget | reward_mean | diversity |" in md  # absent metrics are left out, in a fixed order
-    assert "| 0 (base) | – | 2 ± 1.4 | 2 ± 0 |" in md  # the base model has no budget
-    assert "| 4 (GRAFT) | 10 | 5.5 ± 0.71 | 0.75 ± 0.35 |" in md
-    assert "| 0 (base) | 10 | -3.5 ± 0.5 | +nan ± nan | +1.25 ± 0.25 |" in md  # no dist_target rows: NaN
+    assert "Mean over 2 seeds [95 % t interval" in md[2]
+    assert "| 0 (base) | – | 2 [-10.7, 14.7] | 2 [2, 2] |" in md  # the base model has no budget
+    assert "| 4 (GRAFT) | 10 | 5.5 [-0.853, 11.9] | 0.75 [-2.43, 3.93] |" in md
+    assert any(line.startswith("Difference k minus GRAFT, paired by seed") for line in md)
+    # no dist_target rows: "–"; p = 1 - 2 atan(7) / pi = 0.0903, 1 - 2 atan(5) / pi = 0.126
+    assert "| 0 (base) | 10 | -3.5 [-9.85, 2.85], p = 0.09 | – | +1.25 [-1.93, 4.43], p = 0.13 |" in md
 
 
 def test_best_k_is_the_partial_k_with_largest_mean_reward():
@@ -95,15 +107,23 @@ def test_ddpo_comparison_table():
     assert t.loc["base (k = 0)", "mean"] == 2.0 and np.isnan(t.loc["base (k = 0)", "rel"])
     assert t.loc["DDPO (32 reward evaluations)", "mean"] == 1.5
     assert t.loc["DDPO (32 reward evaluations)", "rel"] == pytest.approx(-25.0)  # (1.5 - 2) / 2
-    assert t.loc["GRAFT (k = 4)", "std"] == 0.0 and t.loc["GRAFT (k = 4)", "rel"] == pytest.approx(50.0)
-    assert t.loc["P-GRAFT (best k = 2)", "mean"] == 4.0
-    assert t.loc["P-GRAFT (best k = 2)", "std"] == pytest.approx(math.sqrt(2))
+    assert t.loc["GRAFT (k = 4)", ["lo", "hi"]].tolist() == [3.0, 3.0]  # no spread
+    assert t.loc["GRAFT (k = 4)", "rel"] == pytest.approx(50.0)
+    assert t.loc["P-GRAFT (best k = 2)", "mean"] == 4.0  # seeds 3, 5: sd sqrt(2), half-width t
+    assert t.loc["P-GRAFT (best k = 2)", ["lo", "hi"]].tolist() == pytest.approx([4 - T1, 4 + T1])
     assert t.loc["P-GRAFT (best k = 2)", "rel"] == pytest.approx(100.0)
     md = tables.comparison_markdown(c, "toy").splitlines()
     assert "on a pool of 64 scored samples, DDPO after 32 reward evaluations (sampler cost of the scored " \
            "samples: 3.2e+04 FLOPs for every method)" in md[2]
-    assert md[-4:] == ["| base (k = 0) | 2 ± 0 |", "| DDPO (32 reward evaluations) | 1.5 ± 0.71 (-25.0 %) |",
-                       "| GRAFT (k = 4) | 3 ± 0 (+50.0 %) |", "| P-GRAFT (best k = 2) | 4 ± 1.4 (+100.0 %) |"]
+    table = md[md.index("| method | reward (train prompts) |") + 2:][:4]
+    assert table == ["| base (k = 0) | 2 [2, 2] |", "| DDPO (32 reward evaluations) | 1.5 [-4.85, 7.85] (-25.0 %) |",
+                     "| GRAFT (k = 4) | 3 [3, 3] (+50.0 %) |", "| P-GRAFT (best k = 2) | 4 [-8.71, 16.7] (+100.0 %) |"]
+    # paired by seed: DDPO - base = -1, 0; GRAFT - base = 1, 1 (no spread: t infinite); P-GRAFT - base = 1, 3
+    # (t = 2: p = 1 - 2 atan(2) / pi = 0.295); P-GRAFT - GRAFT = 0, 2
+    assert md[-4:] == ["| DDPO (32 reward evaluations) − base | -0.5 [-6.85, 5.85], p = 0.5 |",
+                       "| GRAFT (k = 4) − base | +1 [1, 1], p < 0.001 |",
+                       "| P-GRAFT (best k = 2) − base | +2 [-10.7, 14.7], p = 0.3 |",
+                       "| P-GRAFT (best k = 2) − GRAFT (k = 4) | +1 [-11.7, 13.7], p = 0.5 |"]
 
 
 def test_inc_table_compares_with_the_base_at_twice_the_steps():
@@ -113,7 +133,8 @@ def test_inc_table_compares_with_the_base_at_twice_the_steps():
             rows += [{"kind": "inc", "domain": "toy", "rule": rule, "seed": seed, "k": 0, "budget": 0,
                       "metric": m, "x": float(n), "value": v} for m, v in (("fid", fid), ("flops_per_image", flops))]
     md = tables.inc_markdown(pd.DataFrame(rows, columns=COLUMNS), "toy").splitlines()
-    assert "| base | 2 | 11.000 ± 1.41 | 2 |" in md
-    assert "| base + INC | 2 | 8.000 ± 1.41 | 3 |" in md
-    # change (8 - 11) / 11 = -27.3 %; base at 2n = 4 steps: FID 7, FLOPs ratio 3 / 4
-    assert "| 2 | 11.000 | 8.000 | -27.3 % | 7.000 | 0.75 |" in md
+    assert "| base | 2 | 11 [-1.71, 23.7] | 2 |" in md  # sd sqrt(2): half-width t
+    assert "| base + INC | 2 | 8 [-4.71, 20.7] | 3 |" in md
+    # change (8 - 11) / 11 = -27.3 %; INC - base per seed: -3, -3 (no spread); base at 2n = 4 steps: FID 7,
+    # INC - base at 2n per seed: 1, 1; FLOPs ratio 3 / 4
+    assert "| 2 | 11 | 8 | -27.3 % | -3 [-3, -3], p < 0.001 | 7 | +1 [1, 1], p < 0.001 | 0.75 |" in md

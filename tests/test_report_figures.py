@@ -72,7 +72,7 @@ def test_domain_table_has_one_base_row_and_the_energy_note():
              if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in table[1:]] == ["| 0 (base)", "| 2", "| 2", "| 4 (GRAFT)", "| 4 (GRAFT)"]
     assert table[1].startswith("| 0 (base) | – | ")  # the base has no budget
-    assert "-0.001 ± 0 |" in table[1]  # a negative energy distance is shown as it is ...
+    assert "-0.001 [-0.001, -0.001] |" in table[1]  # a negative energy distance is shown as it is ...
     assert any("can be slightly negative" in line for line in md)  # ... with the note that explains it
     no_note = tables.domain_markdown(ev, ref, "toy", distance="sliced_wasserstein")
     assert "slightly negative" not in no_note and "sliced 1-Wasserstein distance" in no_note

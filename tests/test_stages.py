@@ -57,7 +57,7 @@ def test_every_stage_writes_its_outputs(pipeline):
         assert samples[f"state_k{k}"].shape == samples["x0"].shape
     assert np.array_equal(samples["state_k4"], samples["x0"])
     md = (work / "results/figures/gaussian_table.md").read_text()
-    assert "Paired comparison against GRAFT" in md and "±" in md
+    assert "Paired comparison against GRAFT" in md and "[95 % t interval" in md and "paired t test" in md
 
 
 def test_base_truncation_point_is_the_base_model(pipeline):

@@ -6,23 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+
+from pgraft.report.intervals import t_interval
 
 COLUMNS = ["k", "budget", "quantity", "mean", "lo", "hi", "n"]
-
-
-def t_interval(values) -> tuple[float, float, float, int]:
-    """(mean, lo, hi, n): the mean of per-seed values and its two-sided 95 % t interval (NaN bounds for n < 2)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mean = float(v.mean())
-    if n < 2:
-        return mean, float("nan"), float("nan"), n
-    half = float(st.t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n))
-    return mean, mean - half, mean + half, n
 
 
 def per_seed(ev: pd.DataFrame, ceil: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pgraft.report.intervals import cell, diff_cell, paired, t_interval
 from pgraft.report.labels import DISTANCES as DISTANCE_NAMES
 from pgraft.report.labels import ENERGY_NOTE
 
@@ -17,6 +18,8 @@ COMPARISON_METRICS = [("reward_mean", "reward (train prompts)"), ("judge_score",
                       ("judge_score_heldout", "independent judge (held-out)"), ("fid", "FID ↓"),
                       ("diversity_within_prompt", "within-prompt diversity"),
                       ("reward_hacking_gap", "reward − judge")]
+INC_METRICS = (("fid", "FID"), ("kid", "KID"))  # the INC table's sample-quality metrics, where present
+PAIRING = "a seed's runs share its sample pool and its evaluation noise"
 
 
 def domains_of(table: pd.DataFrame, kind: str) -> list[str]:
@@ -39,31 +42,36 @@ def stats(ev: pd.DataFrame, metric: str) -> pd.DataFrame:
     return d.groupby(["k", "budget"])["value"].agg(["mean", "std", "count"]).reset_index()
 
 
+def per_seed(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """One metric's values indexed by seed."""
+    return rows[rows["metric"] == metric].set_index("seed")["value"]
+
+
 def per_k_budget(ev: pd.DataFrame, metrics) -> pd.DataFrame:
-    """Mean ± std over seeds of each metric, one row per (k, budget, metric)."""
+    """Mean over seeds of each metric with its 95 % t interval (lo, hi; NaN with one seed) and the seed count n,
+    one row per (k, budget, metric)."""
     rows = []
     for (k, b), d in ev.groupby(["k", "budget"]):
         for m in metrics:
-            mean, std = mean_std(d[d["metric"] == m]["value"])
-            rows.append({"k": k, "budget": b, "metric": m, "mean": mean, "std": std})
-    return pd.DataFrame(rows, columns=["k", "budget", "metric", "mean", "std"])
+            mean, lo, hi, n = t_interval(per_seed(d, m))
+            rows.append({"k": k, "budget": b, "metric": m, "mean": mean, "lo": lo, "hi": hi, "n": n})
+    return pd.DataFrame(rows, columns=["k", "budget", "metric", "mean", "lo", "hi", "n"])
 
 
 def paired_vs_graft(ev: pd.DataFrame, metrics=PAIRED_METRICS) -> pd.DataFrame:
-    """Per (k < kmax, budget, metric): the per-seed difference k minus GRAFT (k = kmax, same budget), its mean
-    and standard error over seeds (NaN with one seed)."""
+    """Per (k < kmax, budget, metric): the per-seed difference k minus GRAFT (k = kmax, same budget) over the
+    seeds both have, its mean, 95 % t interval (lo, hi), the pair count n and the paired t test's p-value (NaN
+    bounds and p with one pair)."""
     kmax = ev["k"].max()
     rows = []
     for (k, b), d in ev.groupby(["k", "budget"]):
         if k == kmax:
             continue
+        g = ev[(ev["k"] == kmax) & (ev["budget"] == b)]
         for m in metrics:
-            mine = d[d["metric"] == m].set_index("seed")["value"]
-            g = ev[(ev["k"] == kmax) & (ev["budget"] == b) & (ev["metric"] == m)].set_index("seed")["value"]
-            diff = (mine - g).dropna()
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-            rows.append({"k": k, "budget": b, "metric": m, "diff": diff.mean(), "se": se})
-    return pd.DataFrame(rows, columns=["k", "budget", "metric", "diff", "se"])
+            diff, lo, hi, n, p = paired(per_seed(d, m), per_seed(g, m))
+            rows.append({"k": k, "budget": b, "metric": m, "diff": diff, "lo": lo, "hi": hi, "n": n, "p": p})
+    return pd.DataFrame(rows, columns=["k", "budget", "metric", "diff", "lo", "hi", "n", "p"])
 
 
 def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), distance: str = "energy") -> str:
@@ -73,8 +81,9 @@ def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), 
     kmax = ev["k"].max()
     name = DISTANCE_NAMES.get(distance, distance)
     lines = [f"# {domain}: metrics per truncation point k and fine-tuning budget",
-             "", f"Mean ± std over {ev['seed'].nunique()} seeds. k = 0 is the base model (not fine-tuned, so it has "
-             f"no budget), k = {int(kmax)} is GRAFT; budgets are optimizer steps. "
+             "", f"Mean over {ev['seed'].nunique()} seeds [95 % t interval; the mean alone where a cell has one "
+             f"seed]. k = 0 is the base model (not fine-tuned, so it has no budget), k = {int(kmax)} is GRAFT; "
+             "budgets are optimizer steps. "
              f"Exact tilted target reward: {ref[ref['metric'] == 'target_reward_mean']['value'].mean():.4g}; "
              f"base pool reward: {ref[ref['metric'] == 'base_reward_mean']['value'].mean():.4g}.", "",
              f"dist_target, dist_base: {name} (units of x) to the exact tilted target and to the base model's "
@@ -82,14 +91,14 @@ def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), 
              + (f" {ENERGY_NOTE}" if distance == "energy" else ""), "",
              "| k | budget | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for (k, b), d in per_k_budget(_one_base(ev), metrics).groupby(["k", "budget"], sort=False):
-        cells = [f"{r['mean']:.4g} ± {r['std']:.2g}" for _, r in d.iterrows()]
+        cells = [cell(r["mean"], r["lo"], r["hi"]) for _, r in d.iterrows()]
         lines.append(f"| {_k_cell(k, kmax)} | {'–' if k == 0 else int(b)} | " + " | ".join(cells) + " |")
     lines += ["", f"## Paired comparison against GRAFT (k = {int(kmax)}) at the same budget",
-              "", "Difference (k minus GRAFT) per seed, mean ± standard error over seeds. For the base (k = 0) the "
-              "budget is GRAFT's only.", "",
+              "", f"Difference k minus GRAFT, paired by seed ({PAIRING}): mean over seeds [95 % t interval] and "
+              "the two-sided paired t test's p-value. For the base (k = 0) the budget is GRAFT's only.", "",
               "| k | budget | Δ reward_mean | Δ dist_target | Δ diversity |", "|---|---|---|---|---|"]
     for (k, b), d in paired_vs_graft(ev).groupby(["k", "budget"], sort=False):
-        cells = [f"{r['diff']:+.4g} ± {r['se']:.2g}" for _, r in d.iterrows()]
+        cells = [diff_cell(r["diff"], r["lo"], r["hi"], r["p"]) for _, r in d.iterrows()]
         lines.append(f"| {_k_cell(k, kmax)} | {int(b)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -123,6 +132,7 @@ class Comparison:
     evals: pd.Series  # GRAFT's reward evaluations per seed
     flops: pd.Series  # the sampler's FLOPs per sample (pretrain rows)
     n_seeds: int
+    steps: int  # N, the sampler steps: GRAFT's k
 
 
 def comparison(table: pd.DataFrame, n: int) -> Comparison:
@@ -137,64 +147,130 @@ def comparison(table: pd.DataFrame, n: int) -> Comparison:
     base = {m: rows[0][1][rows[0][1]["metric"] == m]["value"].mean() for m, _ in metrics}
     evals = ev[(ev["metric"] == "reward_evaluations") & (ev["k"] == n)]["value"]
     flops = table[(table["kind"] == "pretrain") & (table["metric"] == "flops_per_sample")]["value"]
-    return Comparison(b, last, k, rows, metrics, base, evals, flops, ev["seed"].nunique())
+    return Comparison(b, last, k, rows, metrics, base, evals, flops, ev["seed"].nunique(), n)
 
 
 def comparison_table(c: Comparison) -> pd.DataFrame:
-    """One row per (method, metric): mean, std over seeds and the change relative to the base in % (NaN for
-    the base itself or where it is undefined)."""
+    """One row per (method, metric): mean over seeds, its 95 % t interval (lo, hi), the seed count n and the
+    change of the mean relative to the base in % (NaN for the base itself or where it is undefined)."""
     out = []
     for label, d in c.rows:
         for m, _ in c.metrics:
-            mean, std = mean_std(d[d["metric"] == m]["value"])
+            mean, lo, hi, n = t_interval(per_seed(d, m))
             rel = (mean - c.base[m]) / abs(c.base[m]) * 100 if c.base[m] and label[:4] != "base" else None
-            out.append({"method": label, "metric": m, "mean": mean, "std": std,
+            out.append({"method": label, "metric": m, "mean": mean, "lo": lo, "hi": hi, "n": n,
                         "rel": rel if rel is not None and np.isfinite(rel) else float("nan")})
-    return pd.DataFrame(out, columns=["method", "metric", "mean", "std", "rel"])
+    return pd.DataFrame(out, columns=["method", "metric", "mean", "lo", "hi", "n", "rel"])
+
+
+def comparison_paired(c: Comparison) -> pd.DataFrame:
+    """One row per (contrast, metric): each method minus the base, and P-GRAFT minus GRAFT (left out when the best
+    k is GRAFT's), paired by seed: mean difference, 95 % t interval (lo, hi), pair count n, paired t test p."""
+    (_, base), *others = c.rows
+    contrasts = [(f"{label} − base", d, base) for label, d in others]
+    (graft_label, graft), (pgraft_label, pgraft) = c.rows[2], c.rows[3]
+    if c.best_k != c.steps:
+        contrasts.append((f"{pgraft_label} − {graft_label}", pgraft, graft))
+    out = []
+    for contrast, a, b in contrasts:
+        for m, _ in c.metrics:
+            diff, lo, hi, n, p = paired(per_seed(a, m), per_seed(b, m))
+            out.append({"contrast": contrast, "metric": m, "diff": diff, "lo": lo, "hi": hi, "n": n, "p": p})
+    return pd.DataFrame(out, columns=["contrast", "metric", "diff", "lo", "hi", "n", "p"])
 
 
 def comparison_markdown(c: Comparison, domain: str) -> str:
-    """<domain>_comparison.md: the paper-style table at equal reward evaluations."""
+    """<domain>_comparison.md: the paper-style table at equal reward evaluations, then the paired differences."""
+    header = "| " + " | ".join(label for _, label in c.metrics) + " |"
+    rule = "|---|" + "---|" * len(c.metrics)
     lines = [f"# {domain}: base vs DDPO vs GRAFT vs P-GRAFT at equal reward evaluations", "",
-             f"Mean ± std over {c.n_seeds} seeds; GRAFT / P-GRAFT after {c.budget} fine-tuning steps on a pool of "
-             f"{int(c.evals.mean()) if len(c.evals) else '?'} scored samples, DDPO after {c.last} reward evaluations"
+             f"Mean over {c.n_seeds} seeds [95 % t interval]; GRAFT / P-GRAFT after {c.budget} fine-tuning steps on "
+             f"a pool of {int(c.evals.mean()) if len(c.evals) else '?'} scored samples, DDPO after {c.last} reward "
+             "evaluations"
              + (f" (sampler cost of the scored samples: {c.last * c.flops.mean():.3g} FLOPs for every method)"
                 if len(c.flops) else "") + ". "
-             "In brackets: change relative to the base, in %. P-GRAFT's k is the best by mean training reward.", "",
-             "| method | " + " | ".join(label for _, label in c.metrics) + " |", "|---|" + "---|" * len(c.metrics)]
+             "In brackets: change of the mean relative to the base, in %. P-GRAFT's k is the best by mean training "
+             "reward.", "", "| method " + header, rule]
     t = comparison_table(c)
     for label, _ in c.rows:
         d = t[t["method"] == label]
-        cells = [f"{r['mean']:.4g} ± {r['std']:.2g}" + (f" ({r['rel']:+.1f} %)" if np.isfinite(r["rel"]) else "")
+        cells = [cell(r["mean"], r["lo"], r["hi"]) + (f" ({r['rel']:+.1f} %)" if np.isfinite(r["rel"]) else "")
                  for _, r in d.iterrows()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "## Paired differences", "",
+              f"Each method minus the base, and P-GRAFT minus GRAFT, paired by seed ({PAIRING}; DDPO's evaluation "
+              "uses the same noise): mean difference over seeds [95 % t interval] and the two-sided paired t test's "
+              "p-value.", "", "| difference " + header, rule]
+    p = comparison_paired(c)
+    for contrast, d in p.groupby("contrast", sort=False):
+        cells = [diff_cell(r["diff"], r["lo"], r["hi"], r["p"]) for _, r in d.iterrows()]
+        lines.append(f"| {contrast} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def inc_metrics(inc: pd.DataFrame) -> list[tuple[str, str]]:
+    """The sample-quality metrics (name, label) of INC_METRICS present in the INC rows."""
+    return [(m, label) for m, label in INC_METRICS if m in set(inc["metric"])]
+
+
 def inc_stats(inc: pd.DataFrame) -> pd.DataFrame:
-    """FID mean and std over seeds and FLOPs per image, per (rule, base steps x)."""
+    """Per (rule, base steps x): mean, std and 95 % t interval (lo, hi) over seeds of FID (and KID where present),
+    mean FLOPs per image and the seed count."""
     wide = inc.pivot_table(index=["rule", "x", "seed"], columns="metric", values="value").reset_index()
-    return wide.groupby(["rule", "x"]).agg(fid_mean=("fid", "mean"), fid_std=("fid", "std"),
-                                           flops=("flops_per_image", "mean"), seeds=("seed", "nunique")).reset_index()
+    rows = []
+    for (rule, x), d in wide.groupby(["rule", "x"]):
+        row = {"rule": rule, "x": x}
+        for m, _ in inc_metrics(inc):
+            mean, lo, hi, _ = t_interval(d[m])
+            row.update({f"{m}_mean": mean, f"{m}_std": d[m].std(), f"{m}_lo": lo, f"{m}_hi": hi})
+        row.update({"flops": d["flops_per_image"].mean(), "seeds": d["seed"].nunique()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def inc_paired(inc: pd.DataFrame, n: float, base_n: float, metric: str) -> tuple[float, float, float, int, float]:
+    """base + INC at n steps minus the base at base_n steps, paired by seed: (mean, lo, hi, pairs, p)."""
+    def values(rule, x):
+        return inc[(inc["rule"] == rule) & (inc["x"] == x) & (inc["metric"] == metric)].set_index("seed")["value"]
+
+    return paired(values("inc", n), values("base", base_n))
 
 
 def inc_markdown(inc: pd.DataFrame, domain: str) -> str:
-    """<domain>_inc_table.md: FID and FLOPs per base step count, with and without the corrector."""
+    """<domain>_inc_table.md: FID (and KID) and FLOPs per base step count, with and without the corrector, then
+    base + INC against the base at the same and at twice the steps, paired by seed."""
     s = inc_stats(inc)
+    metrics = inc_metrics(inc)
+    names = " and ".join(label for _, label in metrics)
     lines = [f"# {domain}: inverse noise correction", "",
-             f"FID against held-out real images (mean ± std over {int(s['seeds'].max())} seeds) and counted FLOPs "
-             "per image.", "", "| method | base steps n | FID | FLOPs / image |", "|---|---|---|---|"]
+             f"{names} against held-out real images, mean over {int(s['seeds'].max())} seeds [95 % t interval], "
+             "and counted FLOPs per image. Differences are paired by seed (every method of a seed starts from the "
+             "same noise): mean difference [95 % t interval] and the two-sided paired t test's p-value.", "",
+             "| method | base steps n | " + " | ".join(label for _, label in metrics) + " | FLOPs / image |",
+             "|---|---|" + "---|" * len(metrics) + "---|"]
     for _, r in s.sort_values(["rule", "x"]).iterrows():
         name = "base" if r["rule"] == "base" else "base + INC"
-        lines.append(f"| {name} | {int(r['x'])} | {r['fid_mean']:.3f} ± {r['fid_std']:.2f} | {r['flops']:.4g} |")
+        cells = [cell(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]) for m, _ in metrics]
+        lines.append(f"| {name} | {int(r['x'])} | " + " | ".join(cells) + f" | {r['flops']:.4g} |")
     base = s[s["rule"] == "base"].set_index("x")
-    lines += ["", "| n | base FID | base + INC FID | change | base FID at 2n | INC FLOPs / base FLOPs at 2n |",
-              "|---|---|---|---|---|---|"]
+    deltas = [f"Δ {label}: INC − base" for _, label in metrics]
+    lines += ["", "| n | base FID | base + INC FID | change | " + " | ".join(deltas) + " | base FID at 2n | "
+              "Δ FID: INC − base at 2n | INC FLOPs / base FLOPs at 2n |", "|---|---|---|---|" + "---|" * len(deltas)
+              + "---|---|---|"]
     for _, r in s[s["rule"] == "inc"].sort_values("x").iterrows():
         n = r["x"]
         b = base.loc[n]
         two = base.loc[2 * n] if 2 * n in base.index else None
         change = 100 * (r["fid_mean"] - b["fid_mean"]) / b["fid_mean"]
-        lines.append(f"| {int(n)} | {b['fid_mean']:.3f} | {r['fid_mean']:.3f} | {change:+.1f} % | "
-                     + (f"{two['fid_mean']:.3f} | {r['flops'] / two['flops']:.2f} |" if two is not None else "- | - |"))
+        same = [_diff(inc_paired(inc, n, n, m)) for m, _ in metrics]
+        at_two = (f"{two['fid_mean']:.4g} | {_diff(inc_paired(inc, n, 2 * n, 'fid'))} | "
+                  f"{r['flops'] / two['flops']:.2f} |") if two is not None else "- | - | - |"
+        lines.append(f"| {int(n)} | {b['fid_mean']:.4g} | {r['fid_mean']:.4g} | {change:+.1f} % | "
+                     + " | ".join(same) + " | " + at_two)
     return "\n".join(lines) + "\n"
+
+
+def _diff(result: tuple[float, float, float, int, float]) -> str:
+    """The cell of a paired result (mean, lo, hi, n, p)."""
+    mean, lo, hi, _, p = result
+    return diff_cell(mean, lo, hi, p)
