@@ -27,6 +27,7 @@ from pgraft.pipeline.table import BY_NAME, lookup
 LEARNING_RATES = (1e-3, 3e-4)
 WARMUPS = (0, 50)
 TARGETS = ("intermediate", "x0")
+TRUNCATION = (0.5, 0.75, 1.0)  # the k swept, as fractions of N (GRAFT at 1.0: its target convention does not apply)
 
 
 def command(stage: str, params: dict, **point) -> list[str]:
@@ -74,8 +75,9 @@ def main() -> int:
         for stage in ("pretrain", "sample", "reward", "filter"):
             if not all((prep / o.pattern.format(**point)).exists() for o in BY_NAME[stage].outputs):
                 run(command(stage, raw, **point), prep)
+    ks = sorted({round(f * n) for f in TRUNCATION})
     settings = [(lr, w, t, k) for lr, w in itertools.product(LEARNING_RATES, WARMUPS)
-                for t in TARGETS for k in raw["truncation_grid"] if k > 0 and not (t == "x0" and k == n)]
+                for t in TARGETS for k in ks if not (t == "x0" and k == n)]
     jobs = []
     for d, (lr, w, t, k) in itertools.product(args.domains, settings):
         name = f"lr{lr:g}_w{w}_{t}"
@@ -102,7 +104,7 @@ def main() -> int:
         return [{"domain": d, "learning_rate": lr, "warmup_steps": w, "target": t, "k": k, "budget": int(b[1:]),
                  "reward_mean": row["reward_mean"], "dist_target": row["dist_target"],
                  "base_reward_mean": ev["base_reward_mean"], "target_reward_mean": ev["target_reward_mean"]}
-                for b, row in ev.items() if b.startswith("b")]
+                for b, row in ev.items() if b[1:].isdigit() and b[0] == "b"]
 
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = [r for result in pool.map(one, jobs) for r in result]
