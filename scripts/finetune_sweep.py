@@ -86,7 +86,8 @@ def main() -> int:
         cfg["finetune"].update(learning_rate=lr, warmup_steps=w, target=t)
         cfg.get(d, {}).pop("finetune", None)  # the setting applies to every domain alike
         write_params(work / "params.yaml", cfg)
-        for rel in (f"results/{d}/base", f"results/{d}/seed{args.seed}"):
+        inputs = ("samples.npz", "reference.npz", "rewards.parquet", "selection.parquet")
+        for rel in (f"results/{d}/base", *(f"results/{d}/seed{args.seed}/{f}" for f in inputs)):
             link = work / rel
             if not link.exists():
                 link.parent.mkdir(parents=True, exist_ok=True)
