@@ -58,21 +58,34 @@ def test_cuda_without_cuda_fails_before_compute(small_params, tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing computed, nothing written
 
 
-@pytest.fixture(params=domains.REGISTRY.names())
-def meta_domain(request, small_params, monkeypatch):
-    """A registered domain whose device resolves to "meta" (sd2: the tiny random model)."""
-    monkeypatch.setattr(devices, "resolve_device", lambda setting, key="device": META)
-    raw = copy.deepcopy(small_params)
-    if domains.REGISTRY.get(request.param).kind == "diffusion" and request.param not in raw["domains"]:
-        raw["domains"] = [*raw["domains"], request.param]
-    return domains.build(request.param, parse_params(raw))
+def _domain(name: str, small_params: dict, **top):
+    """A registered domain built from the shrunk params (sd2: the tiny random model, on the top-level device)."""
+    raw = {**copy.deepcopy(small_params), **top}
+    if domains.REGISTRY.get(name).kind == "diffusion" and name not in raw["domains"]:
+        raw["domains"] = [*raw["domains"], name]
+    raw["sd2"]["model"]["device"] = None
+    return domains.build(name, parse_params(raw))
 
 
 def _on(device, tensors):
-    return all(t.device == device for t in tensors)
+    return all(t.device.type == device.type for t in tensors)
 
 
-def test_networks_and_batches_stay_on_the_resolved_device(meta_domain):
+@pytest.mark.parametrize("name", domains.REGISTRY.names())
+def test_networks_and_batches_stay_on_the_resolved_device(name, small_params, monkeypatch):
+    monkeypatch.setattr(devices, "resolve_device", lambda setting, key="device": META)
+    check_on_device(_domain(name, small_params), META)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", domains.REGISTRY.names())
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_networks_and_batches_stay_on_the_gpu(name, precision, small_params):
+    domain = _domain(name, small_params, device="cuda", precision=precision)
+    check_on_device(domain, torch.device("cuda"))
+
+
+def check_on_device(domain, device: torch.device) -> None:
     """Each domain's network, a sampling rollout, a training batch and its gradients, DDPO trajectories (prompt-
     conditioned domains) and the Euler sampler (flow domains) live on the domain's device from start to end."""
     from pgraft.finetune import DenoisingObjective
@@ -81,11 +94,10 @@ def test_networks_and_batches_stay_on_the_resolved_device(meta_domain):
     from pgraft.samplers.flow import euler_sample
     from pgraft.samplers.rollout import rollout
 
-    domain = meta_domain
-    assert domain.device == "meta"
+    assert torch.device(domain.device).type == device.type
     base = domain.place(domain.build_model()).eval()
     model = copy.deepcopy(base).requires_grad_(True)  # what finetune trains (sd2: a LoRA on the same UNet)
-    assert _on(META, [*model.parameters(), *model.buffers()]) and device_of(model) == META
+    assert _on(device, [*model.parameters(), *model.buffers()]) and device_of(model).type == device.type
     g = torch.Generator().manual_seed(0)
     n = 4
     data = domain.sample_data(n, g) if domain.name != "sd2" else (torch.randn((n, *domain.shape)), None)
@@ -97,16 +109,41 @@ def test_networks_and_batches_stay_on_the_resolved_device(meta_domain):
     x_T = torch.randn((n, *domain.shape), generator=g)
     if domain.kind == "diffusion":
         schedule = domain.schedule(SamplerParams(name="ddim", num_steps=3, eta=1.0))
-        x, kept = rollout(lambda i: model if i < 1 else base, schedule, x_T.to(META), g, keep=[1],
-                          cond=None if tokens is None else tokens.to(META))
-        assert _on(META, [x, kept[1]])
+        x, kept = rollout(lambda i: model if i < 1 else base, schedule, x_T.to(device), g, keep=[1],
+                          cond=None if tokens is None else tokens.to(device))
+        assert _on(device, [x, kept[1]])
         objective = DenoisingObjective(x0, schedule.alphas_cumprod, cond=tokens)
         if domain.conditional:
             traj = sample_trajectories(model, schedule, x_T, tokens, 1.0, g)
-            assert _on(META, [traj.states, traj.log_probs, traj.cond])
+            assert _on(device, [traj.states, traj.log_probs, traj.cond])
     else:
-        assert euler_sample(model, x_T.to(META), 2).device == META
+        assert euler_sample(model, x_T.to(device), 2).device.type == device.type
         objective = FlowMatchingObjective(x0)
     x_t, t, target, *cond = (b.to(device_of(model)) for b in objective.batch(n, g))  # as finetune.loop.train
-    torch.mean((model(x_t, t, *cond) - target) ** 2).backward()
-    assert _on(META, [p.grad for p in model.parameters()])
+    out = model(x_t, t, *cond)
+    assert out.dtype == torch.float32  # under bf16 autocast too
+    torch.mean((out - target) ** 2).backward()
+    assert _on(device, [p.grad for p in model.parameters()])
+
+
+@pytest.mark.gpu
+def test_pipeline_runs_on_the_gpu(small_params, tmp_path, monkeypatch):
+    """The shrunk pipeline (Gaussian, digits text-to-image with DDPO and a UNet in bf16, INC on digits) on CUDA:
+    every stage succeeds and the metrics are finite."""
+    import json
+    import math
+
+    from pipeline_helpers import run_all
+
+    p = copy.deepcopy(small_params)
+    p.update(domains=["gaussian", "digits_t2i", "digits_flow"], seeds=[0], device="cuda", precision="bf16")
+    p["digits_t2i"]["model"].update(architecture="unet", block_out_channels=[16, 32])
+    write_params(tmp_path / "params.yaml", p)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PGRAFT_STATE_DIR", str(tmp_path / ".pgraft"))
+    run_all(p, tmp_path)
+    for d in ("gaussian", "digits_t2i"):
+        out = json.loads((tmp_path / f"results/metrics/{d}/seed0/k4/evaluate.json").read_text())
+        assert math.isfinite(out["b10"]["reward_mean"]), d
+    assert math.isfinite(json.loads((tmp_path / "results/metrics/digits_flow/seed0/inc.json").read_text())
+                         ["inc_n2"]["fid"])
