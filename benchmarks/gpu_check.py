@@ -197,10 +197,10 @@ def main(argv=None) -> int:
         tp = record["sd2_throughput"] = measure(repeats=args.repeats)
         r0 = tp["ratio_to_diffusers"]["ours_k0_stage_path"]
         rk = tp["ratio_to_diffusers"][f"ours_k{tp['lora_k']}_stage_path"]
+        met = {True: "met", False: "NOT met"}
         print(f"2. stitched sampler / diffusers pipeline ({tp['size']} {tp['resolution']}px, batch {tp['batch']}, "
-              f"{tp['steps']} steps, {tp['dtype']}): k=0 {r0:.3f} (target >= 0.95: {'met' if r0 >= 0.95 else 'NOT met'}); "
-              f"LoRA on for the first {tp['lora_k']} steps {rk:.3f} (target >= 0.85: {'met' if rk >= 0.85 else 'NOT met'})",
-              flush=True)
+              f"{tp['steps']} steps, {tp['dtype']}): k=0 {r0:.3f} (target >= 0.95: {met[r0 >= 0.95]}); "
+              f"LoRA on for the first {tp['lora_k']} steps {rk:.3f} (target >= 0.85: {met[rk >= 0.85]})", flush=True)
 
         st = record["finetune_step"] = step_times(real, cuda)
 

@@ -24,7 +24,7 @@ def body(args, params) -> dict:
     domain = domains.build(args.domain, params)
     device = domain.device  # resolved before any compute: a CUDA device asked for and absent fails here
     if domain.pretrained:  # a published base (e.g. Stable Diffusion 2): its config is recorded, nothing is trained
-        return _published_base(args, params, domain)
+        return _published_base(args, params, domain) if is_main_process() else {}
     section = params.domain_params(args.domain)
     cfg = section.pretrain
     gen = seeded(1, cfg.seed)
