@@ -40,23 +40,23 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return best
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--batch", type=int, default=None, help="images per call (default: 8 on GPU, 4 on CPU)")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: 20 on GPU, 4 on CPU)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=os.environ.get("OUT", "."), help="directory of sd2_throughput.json")
-    args = p.parse_args(argv)
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    size, resolution = ("sd2", 512) if cuda else ("tiny", 64)
-    batch, steps = args.batch or (8 if cuda else 4), args.steps or (20 if cuda else 4)
-    dtype = torch.float16 if cuda else torch.float32
-    t0 = time.perf_counter()
+def random_parts(size: str, resolution: int, device: torch.device, dtype: torch.dtype) -> Sd2Parts:
+    """Random-weight SD2 components (pgraft.models.sd_random) built directly on the device, as the stages hold them."""
     with torch.device(device):  # random init directly on the device
         comp = random_components(size, resolution)
     scheduler_config = {**dict(comp.pop("scheduler").config), "steps_offset": 1, "clip_sample": False}
-    parts = Sd2Parts(**comp, scheduler_config=scheduler_config, device=device, dtype=dtype)
+    return Sd2Parts(**comp, scheduler_config=scheduler_config, device=device, dtype=dtype)
+
+
+def measure(batch: int | None = None, steps: int | None = None, repeats: int = 3) -> dict:
+    """images/s of diffusers' pipeline and of our sampling paths (one run), and their ratios to diffusers."""
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    size, resolution = ("sd2", 512) if cuda else ("tiny", 64)
+    batch, steps = batch or (8 if cuda else 4), steps or (20 if cuda else 4)
+    dtype = torch.float16 if cuda else torch.float32
+    t0 = time.perf_counter()
+    parts = random_parts(size, resolution, device, dtype)
     build_s = time.perf_counter() - t0
     cfg = {"pretrained": "random", "precision": "fp16", "device": str(device), "guidance_scale": 7.5,
            "lora_rank": 4, "lora_alpha": 4.0, "lora": False}
@@ -97,14 +97,25 @@ def main(argv=None) -> int:
     runs = {"diffusers_pipeline": diffusers_call, "ours_k0_stage_path": stage_path(0),
             f"ours_k{steps // 2}_stage_path": stage_path(steps // 2), "ours_k0_on_device": ours(0, True),
             "ours_k0_latents_on_cpu": ours(0, False)}
-    seconds = {name: timed(fn, args.repeats, device) for name, fn in runs.items()}
+    seconds = {name: timed(fn, repeats, device) for name, fn in runs.items()}
     ips = {name: batch / s for name, s in seconds.items()}
     ref = ips["diffusers_pipeline"]
-    record = {"device": torch.cuda.get_device_name() if cuda else "cpu", "size": size, "resolution": resolution,
-              "batch": batch, "steps": steps, "dtype": str(dtype), "build_s": round(build_s, 2),
-              "images_per_s": {k: round(v, 4) for k, v in ips.items()},
-              "ratio_to_diffusers": {k: round(v / ref, 4) for k, v in ips.items() if k != "diffusers_pipeline"}}
-    for name in runs:
+    return {"device": torch.cuda.get_device_name() if cuda else "cpu", "size": size, "resolution": resolution,
+            "batch": batch, "steps": steps, "lora_k": steps // 2, "dtype": str(dtype), "build_s": round(build_s, 2),
+            "images_per_s": {k: round(v, 4) for k, v in ips.items()},
+            "ratio_to_diffusers": {k: round(v / ref, 4) for k, v in ips.items() if k != "diffusers_pipeline"}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--batch", type=int, default=None, help="images per call (default: 8 on GPU, 4 on CPU)")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: 20 on GPU, 4 on CPU)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=os.environ.get("OUT", "."), help="directory of sd2_throughput.json")
+    args = p.parse_args(argv)
+    record = measure(args.batch, args.steps, args.repeats)
+    ips, ref = record["images_per_s"], record["images_per_s"]["diffusers_pipeline"]
+    for name in ips:
         ratio = "" if name == "diffusers_pipeline" else f"  ratio {ips[name] / ref:.3f}"
         print(f"{name:28s} {ips[name]:9.3f} images/s{ratio}")
     ok = record["ratio_to_diffusers"]["ours_k0_stage_path"] >= 0.95

@@ -38,6 +38,19 @@ def small_params(real_params, tiny_sd2) -> dict:
 
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu need a CUDA device: skipped without one (torch is imported only when some are collected)."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if not marked:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+        for item in marked:
+            item.add_marker(skip)
+
+
 # --- reliability summary: the figures printed at the end of every run that includes those tests ---
 _OUTCOMES: dict[str, str] = {}
 _CATEGORIES = {

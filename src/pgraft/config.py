@@ -126,6 +126,12 @@ class SharedParams(Strict):
     #: domains run INC; `ddpo.domains` and `inc.domains` default to those of this list
     domains: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
+    #: where every stage runs the networks: auto (CUDA when torch.cuda.is_available()) | cpu | cuda (README "GPUs");
+    #: cuda without a CUDA device fails when a stage starts, naming this key
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    #: mixed precision of the networks that allow it (the UNets): auto and bf16 autocast to bf16 on CUDA, fp32 does
+    #: not; a CPU always computes in fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     truncation_grid: list[int] = Field(min_length=2)
     sampler: SamplerParams = SamplerParams()
     filter: FilterParams = FilterParams(params={"m": 16, "k": 2})

@@ -31,8 +31,10 @@ register("sd2", Sd2Domain)
 
 
 def build(name: str, params) -> Domain:
-    """The domain `name` configured from the validated Params."""
-    return REGISTRY.get(name)(params.domain_params(name))
+    """The domain `name` configured from the validated Params (its section; the top-level device and precision)."""
+    domain = REGISTRY.get(name)(params.domain_params(name))
+    domain.device_setting, domain.precision = params.device, params.precision
+    return domain
 
 
 __all__ = ["DiffusionDomain", "Domain", "FlowDomain", "REGISTRY", "build", "register"]

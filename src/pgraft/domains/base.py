@@ -41,13 +41,32 @@ class Domain:
     #: samples kept per (seed, k) for the gallery figure (results/figures/<domain>_samples.png); 0: no gallery
     gallery_size: ClassVar[int] = 0
 
+    #: params `device` and `precision` (pgraft.domains.build sets them from the top level; default: CPU, fp32)
+    device_setting: str = "cpu"
+    precision: str = "fp32"
+
     def __init__(self, params: Any):
         self.params = params
 
     @property
     def device(self) -> str:
-        """Where the stages keep a sampling batch during a rollout (the network's device)."""
-        return "cpu"
+        """Where the stages run the networks and keep a sampling batch during a rollout: `device_setting`
+        resolved (pgraft.devices.resolve_device: a ConfigError naming the key when CUDA is asked for and absent)."""
+        from pgraft.devices import resolve_device
+
+        return str(resolve_device(self.device_setting))
+
+    def place(self, model: "nn.Module") -> "nn.Module":
+        """`model` on the domain's device. A network that allows mixed precision (it has an `autocast`
+        attribute: the UNets) runs its forward under bf16 autocast when `precision` gives one on CUDA; its
+        output stays fp32. On a CPU nothing changes."""
+        from pgraft.devices import autocast_dtype
+
+        device = self.device
+        model.to(device)
+        if hasattr(model, "autocast"):
+            model.autocast = autocast_dtype(device, self.precision)
+        return model
 
     def sample_data(self, n: int, generator: "torch.Generator") -> "torch.Tensor":
         """n training examples of the base model's data distribution (conditional domains: (x, prompts))."""

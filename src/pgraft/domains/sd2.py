@@ -37,7 +37,7 @@ class Sd2ModelParams(Strict):
     pretrained: str = Field("stabilityai/stable-diffusion-2-1-base", min_length=1)
     resolution: int = Field(512, ge=8, le=2048)
     precision: Literal["fp16", "bf16", "fp32"] = "fp16"
-    device: Literal["auto", "cuda", "cpu"] = "auto"
+    device: Literal["auto", "cuda", "cpu"] | None = "auto"  # None: the top-level `device`
     guidance_scale: float = Field(7.5, ge=0.0)
     lora_rank: int = Field(4, ge=1, le=256)
     lora_alpha: float = Field(4.0, gt=0.0)
@@ -133,16 +133,19 @@ class Sd2Domain(DiffusionDomain):
 
     @property
     def device(self) -> str:
-        """The UNet's device: sampling batches stay there for the whole rollout."""
-        from pgraft.models.sd_lora import resolve_device
+        """The UNet's device (sd2.model.device, or the top-level `device` when that is null): sampling batches
+        stay there for the whole rollout."""
+        from pgraft.devices import resolve_device
 
-        return str(resolve_device(self.params.model.device))
+        own = self.params.model.device
+        return str(resolve_device(self.device_setting if own is None else own,
+                                  "device" if own is None else "sd2.model.device"))
 
     def parts(self):
         from pgraft.models.sd_lora import load_parts
 
         m = self.params.model
-        return load_parts(m.pretrained, m.precision, m.device)
+        return load_parts(m.pretrained, m.precision, self.device)
 
     def schedule(self, sampler):
         from pgraft.models.sd_lora import load_scheduler_config
@@ -198,10 +201,10 @@ class Sd2Domain(DiffusionDomain):
         pool = self.all_prompts()
         prompts = [pool[int(i)] for i in torch.randint(len(pool), (n,), generator=generator)]
         base = self.build_model()
-        x = torch.randn((n, *self.shape), generator=generator)
+        x = torch.randn((n, *self.shape), generator=generator).to(self.device)  # the rollout stays on the device
         schedule = self.schedule(SamplerParams(name="ddim", num_steps=DATA_STEPS, eta=0.0))
-        x0 = stitched_sample(base, base, 0, schedule, x, torch.as_tensor(self.tokens(prompts)), generator)
-        return x0, prompts
+        tokens = torch.as_tensor(self.tokens(prompts)).to(self.device)
+        return stitched_sample(base, base, 0, schedule, x, tokens, generator).cpu(), prompts
 
     # --- rewards on decoded images ---
 

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from pgraft.devices import device_of, is_main_process
+from pgraft.finetune import parallel
+from pgraft.finetune.parallel import DataParallel
 from pgraft.samplers.ddim_logprob import ddim_step_with_logprob
 from pgraft.samplers.schedule import Schedule
 
@@ -33,12 +36,18 @@ def _call(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
 
 @torch.no_grad()
 def sample_trajectories(model: nn.Module, schedule: Schedule, x_T: torch.Tensor, cond: torch.Tensor | None,
-                        eta: float, generator: torch.Generator) -> Trajectories:
-    states, log_probs = [x_T], []
-    x = x_T
-    for t in schedule.timesteps:
-        eps = _call(model, x, t.expand(x.shape[0]), cond)
-        x, lp = ddim_step_with_logprob(schedule, eps, int(t), x, eta, generator=generator)
+                        eta: float, generator: torch.Generator, rows: slice = slice(None)) -> Trajectories:
+    """Trajectories of the batch rows `rows` (all by default) on the model's device. Every step's noise is drawn
+    for the whole batch x_T from the CPU generator, so each process of a data-parallel run draws the same stream."""
+    device = device_of(model)
+    timesteps = schedule.timesteps.to(device)
+    x = x_T[rows].to(device)
+    cond = None if cond is None else cond[rows].to(device)
+    states, log_probs = [x], []
+    for j, t in enumerate(schedule.timesteps):
+        eps = _call(model, x, timesteps[j].expand(x.shape[0]), cond)
+        noise = torch.randn(x_T.shape, generator=generator, dtype=x.dtype)[rows]
+        x, lp = ddim_step_with_logprob(schedule, eps, int(t), x, eta, noise=noise)
         states.append(x)
         log_probs.append(lp)
     return Trajectories(torch.stack(states), torch.stack(log_probs), cond)
@@ -62,26 +71,35 @@ def ppo_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.
 
 def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, traj: Trajectories,
                adv: torch.Tensor, eta: float, clip_range: float, minibatch_size: int, max_grad_norm: float,
-               generator: torch.Generator) -> dict[str, float]:
-    """One pass over the batch in shuffled minibatches; returns mean loss and fraction of clipped ratios."""
+               generator: torch.Generator, par: DataParallel | None = None) -> dict[str, float]:
+    """One pass over the batch in shuffled minibatches; returns mean loss and fraction of clipped ratios.
+
+    With `par` (several processes, each holding the whole batch) each process takes its rows of every
+    minibatch and the gradients are averaged over the processes before the optimizer step."""
     model.train()
     n = traj.states.shape[1]
+    timesteps = schedule.timesteps.to(traj.states.device)
     perm = torch.randperm(n, generator=generator)
     losses, clipped = [], []
     for start in range(0, n, minibatch_size):
         idx = perm[start:start + minibatch_size]
+        if par is not None:
+            (idx,) = par.rows((idx,), len(idx), "ddpo.minibatch_size")
         cond = None if traj.cond is None else traj.cond[idx]
         optimizer.zero_grad(set_to_none=True)
         for j, t in enumerate(schedule.timesteps):
             x_t, x_prev = traj.states[j, idx], traj.states[j + 1, idx]
-            eps = _call(model, x_t, t.expand(len(idx)), cond)
+            eps = _call(model, x_t, timesteps[j].expand(len(idx)), cond)
             _, lp = ddim_step_with_logprob(schedule, eps, int(t), x_t, eta, prev_sample=x_prev)
             if not lp.requires_grad:  # a deterministic step: no policy there
                 continue
             loss, ratio = ppo_loss(lp, traj.log_probs[j, idx], adv[idx], clip_range)
             (loss / len(schedule.timesteps)).backward()
-            losses.append(loss.item())
-            clipped.append(((ratio - 1).abs() > clip_range).float().mean().item())
+            frac = ((ratio - 1).abs() > clip_range).float().mean()
+            losses.append((loss if par is None else par.mean(loss)).item())
+            clipped.append((frac if par is None else par.mean(frac)).item())
+        if par is not None:
+            par.average_gradients(model)
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
     model.eval()
@@ -96,11 +114,19 @@ def train_ddpo(model: nn.Module, schedule: Schedule, shape: tuple[int, ...], rew
 
     `prompt_batch(i)` gives iteration i's (prompts, cond rows, group ids) for its B trajectories;
     `reward(x0, prompts)` scores them. Returns one log record per iteration.
+
+    The model runs on its own device. Under `accelerate launch` with P processes (finetune.parallel) each
+    process samples and scores B/P of the trajectories (the same random stream as one process), the
+    trajectories and rewards are gathered, and each PPO minibatch is split over the processes with the
+    gradients averaged: the batch, minibatches and optimizer steps are those of the params.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     batch = cfg.prompts_per_batch * cfg.samples_per_prompt
+    device = device_of(model)
+    par = parallel.launched(device)
+    rows = slice(None) if par is None else par.row_slice(batch, "ddpo.prompts_per_batch x ddpo.samples_per_prompt")
     iterations = range(cfg.checkpoints[-1] // batch)
-    if progress:
+    if progress and is_main_process():
         from tqdm import tqdm
 
         iterations = tqdm(iterations, desc=progress, unit="iter", leave=False)
@@ -109,14 +135,20 @@ def train_ddpo(model: nn.Module, schedule: Schedule, shape: tuple[int, ...], rew
         prompts, cond, groups = prompt_batch(i)
         model.eval()
         traj = sample_trajectories(model, schedule, torch.randn((batch, *shape), generator=generator), cond, eta,
-                                   generator)
-        r = np.asarray(reward(traj.states[-1].numpy(), prompts), dtype=np.float64)
+                                   generator, rows)
+        r = np.asarray(reward(traj.states[-1].cpu().numpy(), None if prompts is None else prompts[rows]),
+                       dtype=np.float64)
+        if par is not None:  # every process gets the whole batch: its trajectories and rewards
+            r = par.gather(torch.as_tensor(r, device=device)).cpu().numpy()
+            traj = Trajectories(par.gather(traj.states.transpose(0, 1)).transpose(0, 1),
+                                par.gather(traj.log_probs.transpose(0, 1)).transpose(0, 1),
+                                None if cond is None else cond.to(device))
         evaluations += batch
-        adv = torch.as_tensor(advantages(r, groups, cfg.adv_clip_max), dtype=torch.float32)
+        adv = torch.as_tensor(advantages(r, groups, cfg.adv_clip_max), dtype=torch.float32).to(device)
         stats = {}
         for _ in range(cfg.inner_epochs):
             stats = ppo_update(model, optimizer, schedule, traj, adv, eta, cfg.clip_range, cfg.minibatch_size,
-                               cfg.max_grad_norm, generator)
+                               cfg.max_grad_norm, generator, par)
         log.append({"iteration": i, "reward_evaluations": evaluations, "reward_mean": float(r.mean()), **stats})
         if evaluations in cfg.checkpoints:
             on_checkpoint(evaluations, model)

@@ -7,6 +7,9 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from pgraft.devices import device_of, is_main_process
+from pgraft.finetune import parallel
+
 #: the learning curve keeps the mean training loss of every LOG_EVERY optimizer steps (read off the loss list
 #: after training, so recording it changes no numeric result)
 LOG_EVERY = 10
@@ -37,12 +40,20 @@ def train(
     With warmup_steps > 0 the learning rate rises linearly, learning_rate·step/warmup_steps, over the first
     warmup_steps steps (a fresh Adam at full rate damages a pretrained model in its first steps); the rate is
     a function of the step alone, so a resumed run follows the same schedule.
+
+    The batches are drawn on the CPU (the generator's stream does not depend on the device) and moved to the
+    model's device. Under `accelerate launch` with P processes (finetune.parallel) each process trains on its
+    batch_size/P rows of the same global batch, DDP averages the gradients and the loss recorded is the global
+    batch's; only the main process saves resumable checkpoints. With one process the loop is the plain one.
     """
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
     start, losses = resume.load(model, opt, generator) if resume is not None else (0, [])
+    device = device_of(model)
+    par = parallel.launched(device)
+    net = model if par is None else par.wrap(model)
     steps_iter = range(start + 1, steps + 1)
-    if progress:
+    if progress and is_main_process():
         from tqdm import tqdm
 
         steps_iter = tqdm(steps_iter, desc=progress, unit="step", leave=False, mininterval=1.0)
@@ -50,12 +61,15 @@ def train(
         if warmup_steps:
             for group in opt.param_groups:
                 group["lr"] = learning_rate * min(1.0, step / warmup_steps)
-        x_t, t, target, *cond = objective.batch(batch_size, generator)
-        loss = torch.mean((model(x_t, t, *cond) - target) ** 2)
+        batch = objective.batch(batch_size, generator)
+        if par is not None:
+            batch = par.rows(batch, batch_size, "batch_size")
+        x_t, t, target, *cond = (b.to(device) for b in batch)
+        loss = torch.mean((net(x_t, t, *cond) - target) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append((loss if par is None else par.mean(loss)).item())
         if on_step is not None:
             on_step(step, model)
         if resume is not None:

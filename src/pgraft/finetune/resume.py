@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from pgraft.devices import is_main_process
 from pgraft.io import atomic_path, load_weights, read_json, save_weights
 
 
@@ -43,7 +44,9 @@ class Resumable:
         return self.resumed_from, state["losses"].tolist()
 
     def maybe_save(self, step: int, model, opt, generator: torch.Generator, losses: list[float]) -> None:
-        if self.every <= 0 or step % self.every:
+        """Save at every `every`-th step; under a data-parallel launch only the main process writes (every
+        process holds the same state)."""
+        if self.every <= 0 or step % self.every or not is_main_process():
             return
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         opt_state = opt.state_dict()

@@ -6,11 +6,17 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
+from pgraft.devices import autocast
+
 TIME_SCALE = 999.0  # the UNet's timestep embedding sees t·999, the range it was designed for
 
 
 class FlowUNet(nn.Module):
-    """v(x, t) = unet(x, t·999).sample; `config` holds the UNet's diffusers config."""
+    """v(x, t) = unet(x, t·999).sample; `config` holds the UNet's diffusers config.
+
+    `autocast` (set by Domain.place, not saved): the dtype its forward autocasts to (bf16 on CUDA), None: fp32."""
+
+    autocast: torch.dtype | None = None
 
     def __init__(self, unet: UNet2DModel):
         super().__init__()
@@ -21,7 +27,10 @@ class FlowUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.unet(x, t * TIME_SCALE).sample
+        if self.autocast is None:
+            return self.unet(x, t * TIME_SCALE).sample
+        with autocast(x, self.autocast):
+            return self.unet(x, t * TIME_SCALE).sample.float()
 
 
 def build_unet(image_size: int, channels: int, block_out_channels: list[int], layers_per_block: int) -> FlowUNet:

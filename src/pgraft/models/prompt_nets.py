@@ -9,6 +9,7 @@ import math
 import torch
 from torch import nn
 
+from pgraft.devices import autocast
 from pgraft.models.mlp import timestep_embedding
 from pgraft.registry import Registry
 
@@ -68,7 +69,11 @@ class PromptMLP(nn.Module):
 
 
 class PromptUNet(nn.Module):
-    """ε(x_t, t, tokens): a diffusers UNet2DConditionModel cross-attending to the text encoder's states."""
+    """ε(x_t, t, tokens): a diffusers UNet2DConditionModel cross-attending to the text encoder's states.
+
+    `autocast` (set by Domain.place, not saved): the dtype its forward autocasts to (bf16 on CUDA), None: fp32."""
+
+    autocast: torch.dtype | None = None
 
     def __init__(self, shape: list[int], vocab_size: int, max_tokens: int, text_dim: int = 32,
                  block_out_channels: list[int] = (32, 64), layers_per_block: int = 1):
@@ -89,7 +94,10 @@ class PromptUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.unet(x, t, encoder_hidden_states=self.text(tokens)).sample
+        if self.autocast is None:
+            return self.unet(x, t, encoder_hidden_states=self.text(tokens)).sample
+        with autocast(x, self.autocast):
+            return self.unet(x, t, encoder_hidden_states=self.text(tokens)).sample.float()
 
 
 ARCHITECTURES: Registry[type[nn.Module]] = Registry("prompt-conditioned architecture")

@@ -26,9 +26,12 @@ _PARTS: dict[tuple, "Sd2Parts"] = {}
 _NAMES = itertools.count()
 
 
-def resolve_device(device: str) -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                        ("cpu" if device == "auto" else device))
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A device setting (auto | cpu | cuda, pgraft.devices.resolve_device) or an explicit device such as cuda:1."""
+    from pgraft.devices import DEVICES
+    from pgraft.devices import resolve_device as resolve
+
+    return resolve(device, "sd2.model.device") if device in DEVICES else torch.device(device)
 
 
 def _source(pretrained: str) -> dict:
@@ -117,14 +120,13 @@ class Sd2Parts:
     # --- text conditioning ---
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Text-encoder states of token rows (frozen; the last batch is cached: a sampling loop reuses it)."""
-        key = "cond"
+        """Text-encoder states of token rows (frozen; cached for the last token tensor: a sampling loop passes
+        the same one at every step, and recognising it needs no comparison that would wait on the device)."""
         tokens = tokens.to(self.device)  # a no-op when the sampler keeps its batch on the device
-        last = self._text.get(key)
-        if last is None or last[0].shape != tokens.shape or not torch.equal(last[0], tokens):
+        last = self._text.get("cond")
+        if last is None or last[0] is not tokens:
             with torch.no_grad():
-                states = self.text_encoder(tokens)[0]
-            last = self._text[key] = (tokens.clone(), states)
+                last = self._text["cond"] = (tokens, self.text_encoder(tokens)[0])
         return last[1]
 
     def null_embedding(self, n: int) -> torch.Tensor:
@@ -151,7 +153,7 @@ class Sd2Parts:
         return ((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
-def load_parts(pretrained: str, precision: str = "fp16", device: str = "auto") -> Sd2Parts:
+def load_parts(pretrained: str, precision: str = "fp16", device: str | torch.device = "auto") -> Sd2Parts:
     """The process's one copy of the frozen components of `pretrained` (loaded on first use)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel

@@ -26,10 +26,18 @@ class Rule:
     local: bool
 
 
-def _command(stage: Stage, config: dict) -> Callable[[object], str]:
+# how a training stage given several GPUs starts: one process per GPU, DDP (pgraft.finetune.parallel); every
+# setting on the command line, so no `accelerate config` file changes it
+LAUNCH = "python -m accelerate.commands.launch --multi_gpu --num_processes {gpus} --num_machines 1 " \
+         "--mixed_precision no --dynamo_backend no -m "
+
+
+def _command(stage: Stage, config: dict) -> Callable[..., str]:
     """The stage's command at one job's wildcards (the rule's shell is "{params.cmd} > {log} 2>&1": a shell
-    string written in a loop would bind late, to the last rule of the loop)."""
-    def cmd(wildcards) -> str:
+    string written in a loop would bind late, to the last rule of the loop). A training stage whose job has
+    more than one GPU (resource `gpu`, e.g. set-resources in the SLURM profile) runs under `accelerate launch`
+    with one process per GPU; with one GPU or none it is the plain command."""
+    def cmd(wildcards, resources) -> str:
         point = dict(wildcards.items())
 
         def fmt(kind: str, value) -> str:
@@ -38,7 +46,11 @@ def _command(stage: Stage, config: dict) -> Callable[[object], str]:
             if kind == "param":
                 return str(lookup(config, value))
             return value.pattern.format(**point)
-        return stage.command(fmt)
+        text = stage.command(fmt)
+        gpus = int(resources.get("gpu") or 0)
+        if stage.parallel and gpus > 1:
+            return LAUNCH.format(gpus=gpus) + text.removeprefix("python -m ")
+        return text
     return cmd
 
 

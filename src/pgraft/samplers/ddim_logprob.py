@@ -33,8 +33,12 @@ def ddim_step_with_logprob(
     eta: float,
     generator: torch.Generator | None = None,
     prev_sample: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_prev, log p(x_prev | x_t)) per sample; draws x_prev unless `prev_sample` is given (then scores it)."""
+    """(x_prev, log p(x_prev | x_t)) per sample; draws x_prev unless `prev_sample` is given (then scores it).
+
+    The step's standard-normal `noise` is drawn from `generator` on the CPU (then moved to x_t's device) unless
+    given."""
     if eta <= 0:
         raise ValueError("a DDPO policy needs a stochastic sampler: sampler.eta must be > 0")
     ac = schedule.alphas_cumprod
@@ -46,9 +50,10 @@ def ddim_step_with_logprob(
     std = eta * variance.sqrt()
     mean = a_prev.sqrt() * x0_hat + (1 - a_prev - std**2).clamp(min=0).sqrt() * eps
     if prev_sample is None:
-        noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype)
-        prev_sample = mean + std * noise
+        if noise is None:
+            noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype)
+        prev_sample = mean + std * noise.to(x_t.device)
     if float(std) == 0.0:  # a deterministic step (the last one when ᾱ_final = 1): not part of the policy
-        return prev_sample, torch.zeros(x_t.shape[0], dtype=x_t.dtype)
+        return prev_sample, torch.zeros(x_t.shape[0], dtype=x_t.dtype, device=x_t.device)
     log_prob = (-((prev_sample.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi))
     return prev_sample, log_prob.flatten(1).mean(dim=1)

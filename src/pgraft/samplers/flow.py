@@ -84,7 +84,7 @@ def euler_invert(
     ts = time_grid(n)
     y = x0
     if perturb > 0:
-        y = y + perturb * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        y = y + perturb * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)  # CPU stream
     residuals, used = [math.inf] * n, [0] * n
     for j in reversed(range(n)):
         y_next, eta = y, ts[j] - ts[j + 1]

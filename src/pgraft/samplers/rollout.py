@@ -26,15 +26,17 @@ def rollout(
 
     `model_for_step(i)` picks the ε-network used in step i (0-based, from the noise end); `cond`
     (one row per sample, e.g. prompt tokens) is passed to it as a third argument when given.
+    Everything stays on x_T's device (the timesteps are moved there once): no step waits on the host.
     """
     extra = () if cond is None else (cond,)
     keep = set(keep)
     kept: dict[int, torch.Tensor] = {}
     x = x_T
+    on_device = schedule.timesteps.to(x.device)
     for i, t in enumerate(schedule.timesteps):
         if i in keep:
             kept[i] = x.clone()
-        eps = model_for_step(i)(x, t.expand(x.shape[0]), *extra)
+        eps = model_for_step(i)(x, on_device[i].expand(x.shape[0]), *extra)
         x = schedule.step(eps, int(t), x, generator)
     n = len(schedule.timesteps)
     if n in keep:

@@ -11,6 +11,7 @@ from typing import Callable
 
 from pgraft.checkpoints import load_model, save_model  # noqa: F401 (the stages import them from here)
 from pgraft.config import Params, load_params
+from pgraft.devices import is_main_process
 from pgraft.errors import ArtifactError, ConfigError, StageError
 
 
@@ -50,6 +51,8 @@ def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.N
     except Exception as err:  # a crash is tracked as a failed run too, then raised as it is
         _track(stage, args, params, {}, t0, err)
         raise
+    if not is_main_process():  # a helper process of a data-parallel launch: the main process records the run
+        return 0
     wall = time.perf_counter() - t0
     _track(stage, args, params, metrics, t0)
     print(f"pgraft {stage}: done in {wall:.1f} s", file=sys.stderr)
@@ -58,8 +61,8 @@ def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.N
 
 def _track(stage: str, args: argparse.Namespace, params: Params | None, metrics: dict, t0: float,
            error: BaseException | None = None) -> None:
-    """Spool the stage's tracking record, FAILED with `error` (once params loaded); never raises."""
-    if params is None:
+    """Spool the stage's tracking record, FAILED with `error` (once params loaded; main process only); never raises."""
+    if params is None or not is_main_process():
         return
     from pgraft.stages import tracking
 
@@ -99,6 +102,16 @@ def build_rule(params: Params, domain: str):
 
 
 
+
+
+def main_output(path):
+    """pgraft.io.atomic_dir(path) in the main process; in the other processes of a data-parallel launch a
+    context giving None (they write nothing)."""
+    import contextlib
+
+    from pgraft.io import atomic_dir
+
+    return atomic_dir(path) if is_main_process() else contextlib.nullcontext(None)
 
 
 def set_threads() -> None:

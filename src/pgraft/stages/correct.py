@@ -14,6 +14,7 @@ def body(args, params) -> dict:
     import torch
 
     from pgraft import domains
+    from pgraft.devices import is_main_process
     from pgraft.errors import ArtifactError
     from pgraft.finetune import train
     from pgraft.finetune.flow_objective import FlowMatchingObjective
@@ -32,9 +33,11 @@ def body(args, params) -> dict:
     noise = torch.as_tensor(inv["noise"], dtype=torch.float32)
     gen = seeded(10, args.seed, args.n)
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
-    model = VelocityMLP(list(domain.shape), cfg.hidden, cfg.layers)
+    model = domain.place(VelocityMLP(list(domain.shape), cfg.hidden, cfg.layers))
     losses = train(model, FlowMatchingObjective(noise), cfg.steps, cfg.learning_rate, cfg.batch_size, gen,
                    progress=f"corrector n={args.n}")
+    if not is_main_process():  # a data-parallel launch: the main process writes
+        return {}
     with atomic_dir(args.out) as tmp:
         save_model(Path(tmp), model, args.domain, meta={"kind": "corrector", "n": args.n})
     tail = losses[-max(1, len(losses) // 10):]

@@ -20,9 +20,9 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.errors import StageError
     from pgraft.finetune.ddpo import train_ddpo
-    from pgraft.io import atomic_dir, write_json
+    from pgraft.io import write_json
     from pgraft.seeds import numpy_rng, seeded
-    from pgraft.stages.common import auxiliary_dir, load_model, save_model, set_threads
+    from pgraft.stages.common import auxiliary_dir, load_model, main_output, save_model, set_threads
     from pgraft.workflows.scoring import score
 
     set_threads()
@@ -33,7 +33,7 @@ def body(args, params) -> dict:
         raise StageError(f"DDPO needs a stochastic DDIM sampler: params sampler.name={params.sampler.name!r}, "
                          f"sampler.eta={params.sampler.eta} (expected ddim with eta > 0)")
     domain = domains.build(args.domain, params)
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     pool = domain.prompts("train")
@@ -49,11 +49,16 @@ def body(args, params) -> dict:
     model = copy.deepcopy(base).requires_grad_(True)
     meta = {"k": params.sampler.num_steps, "method": "ddpo", "budgets": cfg.checkpoints,
             "reward_evaluations": {str(c): c for c in cfg.checkpoints}}
-    with atomic_dir(args.out) as tmp:
+    with main_output(args.out) as tmp:  # None in the other processes of a data-parallel launch
+
+        def save(evaluations, m):
+            if tmp is not None:
+                save_model(Path(tmp), m, args.domain, name=f"b{evaluations}", meta=meta)
+
         log = train_ddpo(model, schedule, domain.shape, lambda x, p: score(domain, x, p), prompt_batch, cfg,
-                         params.sampler.eta, seeded(12, args.seed),
-                         lambda e, m: save_model(Path(tmp), m, args.domain, name=f"b{e}", meta=meta),
-                         progress=f"ddpo {args.domain}")
+                         params.sampler.eta, seeded(12, args.seed), save, progress=f"ddpo {args.domain}")
+    if tmp is None:
+        return {}
     metrics = {"iterations": len(log), "reward_first": log[0]["reward_mean"], "reward_last": log[-1]["reward_mean"],
                "clip_fraction_mean": float(np.mean([r["clip_fraction"] for r in log]))}
     write_json(args.metrics, {**metrics, "log": log})

@@ -27,7 +27,7 @@ def body(args, params) -> dict:
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     rule = build_rule(params, args.domain)
@@ -37,9 +37,10 @@ def body(args, params) -> dict:
     ref_r = table[table["set"] == "reference"].sort_values("index")["reward"].to_numpy()
     ft_cfg = read_json(Path(args.finetuned) / "config.json")
     out, gallery = evaluate_budgets(
-        domain, base, lambda b: load_model(args.finetuned, domain, name=f"b{b}"), k=args.k, seed=args.seed,
-        schedule=schedule, rule=rule, distance=DISTANCES.get(params.evaluate.distance), ref_x0=ref["x0"],
-        ref_rewards=ref_r, ref_prompts=ref.get("prompt") if domain.conditional else None, budgets=ft_cfg.get("budgets", params.finetune_for(args.domain).budgets),
+        domain, base, lambda b: domain.place(load_model(args.finetuned, domain, name=f"b{b}")), k=args.k,
+        seed=args.seed, schedule=schedule, rule=rule, distance=DISTANCES.get(params.evaluate.distance),
+        ref_x0=ref["x0"], ref_rewards=ref_r, ref_prompts=ref.get("prompt") if domain.conditional else None,
+        budgets=ft_cfg.get("budgets", params.finetune_for(args.domain).budgets),
         evaluations=ft_cfg.get("reward_evaluations", {}), identity=bool(ft_cfg.get("identity")),
         num_samples=params.evaluate.num_samples, batch_size=params.sample.batch_size)
     write_npz(args.gallery, domain=np.asarray(args.domain), **gallery)

@@ -27,24 +27,26 @@ def body(args, params) -> dict:
     set_threads()
     inc = params.inc
     domain = domains.build(args.domain, params)
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))
+    device = domain.device
     _, test = domain.split()
     real = to_uint8(torch.as_tensor(test))
     gen = seeded(12, args.seed)
     z = torch.randn((inc.num_samples, *domain.shape), generator=gen)  # the same noise for every method
-    x1, t1 = z[:8], torch.full((8,), 0.5)
+    x1, t1 = z[:8].to(device), torch.full((8,), 0.5, device=device)
     base_flops = flops_per_image(base, x1, t1, 1)
     out: dict = {"real_images": len(real)}
 
     for n in inc.base_steps:
-        x = batched(lambda zb: euler_sample(base, zb, n), z, inc.batch_size)
+        x = batched(lambda zb: euler_sample(base, zb.to(device), n).cpu(), z, inc.batch_size)
         out[f"base_n{n}"] = {"fid": fid(real, to_uint8(x), args.features), "flops_per_image": n * base_flops,
                              "n": n}
     for n in inc.corrected_steps:
-        corr = load_model(Path(args.correctors_dir) / f"n{n}" / "corrector", domain,
-                          build=lambda cfg: VelocityMLP(**cfg))
+        corr = domain.place(load_model(Path(args.correctors_dir) / f"n{n}" / "corrector", domain,
+                                       build=lambda cfg: VelocityMLP(**cfg)))
         c_flops = flops_per_image(corr, x1, t1, 1)
-        x = batched(lambda zb: composed_sample(corr, base, zb, inc.corrector_steps, n), z, inc.batch_size)
+        x = batched(lambda zb: composed_sample(corr, base, zb.to(device), inc.corrector_steps, n).cpu(), z,
+                    inc.batch_size)
         out[f"inc_n{n}"] = {"fid": fid(real, to_uint8(x), args.features), "n": n,
                             "flops_per_image": n * base_flops + inc.corrector_steps * c_flops}
     write_json(args.out, out)

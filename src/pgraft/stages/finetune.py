@@ -15,8 +15,9 @@ def body(args, params) -> dict:
     from pathlib import Path
 
     from pgraft import domains
+    from pgraft.devices import is_main_process
     from pgraft.errors import StageError
-    from pgraft.finetune import TruncatedObjective
+    from pgraft.finetune import TruncatedObjective, parallel
     from pgraft.finetune.loop import LOG_EVERY
     from pgraft.finetune.objectives import target_scale
     from pgraft.finetune.resume import Resumable
@@ -30,7 +31,7 @@ def body(args, params) -> dict:
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))  # fine-tuned copies train on the same device
     ft = params.finetune_for(args.domain)
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, domain)
@@ -46,6 +47,8 @@ def body(args, params) -> dict:
             # rewards computed to build the training data (every round scores a fresh pool of the same size)
             "reward_evaluations": {str(b): len(keep) * ft.rounds for b in ft.budgets}}
     if method(args.k, params.sampler.num_steps) == "base":  # nothing to fine-tune
+        if not is_main_process():
+            return {}
         with atomic_dir(args.out) as tmp:
             write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta,
                                                    "reward_evaluations": {}})
@@ -61,10 +64,14 @@ def body(args, params) -> dict:
     metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(levels, args.k)}
     work = Path(f"{args.out}.partial")  # a fixed work directory, so a killed run can resume from it
     fingerprint = _fingerprint(params, args)
-    fine.fresh_workdir(work, fingerprint)
+    main = is_main_process()  # under a data-parallel launch only the main process writes
+    if main:
+        fine.fresh_workdir(work, fingerprint)
+    parallel.wait(domain.device)  # the others read its resume point once it is settled
 
     def save(name, model):
-        save_model(work, model, args.domain, name=name, meta=meta)
+        if main:
+            save_model(work, model, args.domain, name=name, meta=meta)
 
     if ft.rounds == 1:
         resume = Resumable(work, fingerprint, ft.checkpoint_every)
@@ -81,6 +88,8 @@ def body(args, params) -> dict:
                                                schedule=domain.schedule(params.sampler), sample=params.sample,
                                                group_size=params.group_size(args.domain), seed=args.seed,
                                                state_key=key, save=save)
+    if not main:
+        return {}
     write_json(work / fine.LOSS_HISTORY_FILE, {"log_every": LOG_EVERY, "train_loss": history})
     replace_dir(work, args.out)
     return {**metrics, **losses, "_curves": {"train_loss": history}}  # _curves: step-wise, not flat metrics

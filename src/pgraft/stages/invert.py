@@ -28,7 +28,8 @@ def body(args, params) -> dict:
     domain = domains.build(args.domain, params)
     if domain.kind != "flow":
         raise StageError(f"--domain {args.domain!r} is not a flow domain")
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))
+    device = domain.device
     train, _ = domain.split()
     order = np.random.default_rng(11).permutation(len(train))[: inc.num_inverted]
     data = torch.as_tensor(train[order])
@@ -37,16 +38,16 @@ def body(args, params) -> dict:
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always", InversionWarning)
         for start in range(0, len(data), inc.batch_size):
-            res = euler_invert(base, data[start:start + inc.batch_size], args.n, iterations=inc.iterations,
-                               tol=inc.tolerance, perturb=inc.perturb, generator=gen)
-            noises.append(res.noise)
+            res = euler_invert(base, data[start:start + inc.batch_size].to(device), args.n,
+                               iterations=inc.iterations, tol=inc.tolerance, perturb=inc.perturb, generator=gen)
+            noises.append(res.noise.cpu())
             converged &= res.converged
             residual = max(residual, float(res.residual))
         caught = [str(w.message) for w in record if issubclass(w.category, InversionWarning)]
     for msg in caught[:1]:
         print(f"pgraft invert: warning: {msg}", file=sys.stderr)
     noise = torch.cat(noises)
-    recon = batched(lambda zb: euler_sample(base, zb, args.n), noise, inc.batch_size)
+    recon = batched(lambda zb: euler_sample(base, zb.to(device), args.n).cpu(), noise, inc.batch_size)
     err = (recon - data).abs()
     metrics = {"n": args.n, "num_inverted": len(data), "converged": bool(converged), "max_residual": residual,
                "roundtrip_max_abs_error": float(err.max()), "roundtrip_mean_abs_error": float(err.mean()),

@@ -13,6 +13,7 @@ def body(args, params) -> dict:
     import torch
 
     from pgraft import domains
+    from pgraft.devices import is_main_process
     from pgraft.finetune import DenoisingObjective, train
     from pgraft.io import atomic_dir, write_json
     from pgraft.samplers.schedule import build_schedule
@@ -21,8 +22,9 @@ def body(args, params) -> dict:
 
     set_threads()
     domain = domains.build(args.domain, params)
+    device = domain.device  # resolved before any compute: a CUDA device asked for and absent fails here
     if domain.pretrained:  # a published base (e.g. Stable Diffusion 2): its config is recorded, nothing is trained
-        return _published_base(args, params, domain)
+        return _published_base(args, params, domain) if is_main_process() else {}
     section = params.domain_params(args.domain)
     cfg = section.pretrain
     gen = seeded(1, cfg.seed)
@@ -40,9 +42,11 @@ def body(args, params) -> dict:
         objective = DenoisingObjective(data, build_schedule(params.sampler).alphas_cumprod, cond=cond)
         steps = cfg.steps
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))  # network init is seeded too
-    model = domain.build_model()
+    model = domain.place(domain.build_model())
     losses = train(model, objective, steps, cfg.learning_rate, cfg.batch_size, gen,
                    progress=f"pretrain {args.domain}")
+    if not is_main_process():  # a data-parallel launch: the main process measures and writes
+        return {}
     tail = losses[-max(1, len(losses) // 10):] or [float("nan")]
     metrics = {"final_loss": sum(tail) / len(tail), "steps": steps,
                "parameters": sum(p.numel() for p in model.parameters())}
@@ -50,9 +54,11 @@ def body(args, params) -> dict:
         from pgraft.metrics.flops import flops_per_call
 
         model.eval()
-        x = torch.zeros((1, *domain.shape))
-        extra = (torch.as_tensor(domain.tokens(domain.prompts("train")[:1])),) if domain.conditional else ()
-        metrics["flops_per_sample"] = params.sampler.num_steps * flops_per_call(model, x, torch.zeros(1).long(), *extra)
+        x = torch.zeros((1, *domain.shape), device=device)
+        extra = ((torch.as_tensor(domain.tokens(domain.prompts("train")[:1])).to(device),) if domain.conditional
+                 else ())
+        metrics["flops_per_sample"] = params.sampler.num_steps * flops_per_call(
+            model, x, torch.zeros(1, device=device).long(), *extra)
     if args.features:  # the FID feature network of an image domain, trained on its train split
         from pgraft.metrics.fid import save_extractor
         from pgraft.models.digit_features import train_digit_classifier

@@ -25,7 +25,7 @@ def body(args, params) -> dict:
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))  # on params `device`: each batch stays there
     schedule = domain.schedule(params.sampler)
     m = params.group_size(args.domain)
     n = params.sample.num_groups * m

@@ -28,7 +28,7 @@ def body(args, params) -> dict:
     set_threads()
     cfg = params.variance
     domain = domains.build(args.domain, params)
-    base = load_model(args.model, domain)
+    base = domain.place(load_model(args.model, domain))  # on params `device`: continuations stay there
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     n_steps = params.sampler.num_steps
