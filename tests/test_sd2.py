@@ -251,7 +251,8 @@ def test_paper_config_applied_generates_the_sd2_pipeline(tiny_sd2, tmp_path, mon
     assert (tmp_path / "params.yaml").read_text() == path.read_text()
     stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
     assert list(stages) == ["validate", "pretrain-sd2", "sample-sd2", "reward-sd2", "filter-sd2", "finetune-sd2",
-                            "evaluate-sd2", "ddpo-sd2", "evaluate_ddpo-sd2", "aggregate", "figures"]
+                            "evaluate-sd2", "variance-sd2", "ddpo-sd2", "evaluate_ddpo-sd2", "aggregate",
+                            "figures"]
     assert stages["finetune-sd2"]["matrix"] == {"seed": "${seeds}", "k": "${truncation_grid}"}
     raw = yaml.safe_load(path.read_text())
     jobs = {name: list(instances(BY_NAME[name], raw)) for name in ("sample", "finetune", "evaluate", "ddpo")}
@@ -275,7 +276,7 @@ def test_estimate_dry_run_prints_jobs_hours_and_totals(tmp_path, capsys):
     code, rows, out = _estimate(["--params", str(PAPER)], capsys)
     assert code == 0
     jobs = {"pretrain-sd2": 1, "sample-sd2": 3, "reward-sd2": 3, "filter-sd2": 3, "finetune-sd2": 15,
-            "evaluate-sd2": 15, "ddpo-sd2": 3, "evaluate_ddpo-sd2": 3}
+            "variance-sd2": 3, "evaluate-sd2": 15, "ddpo-sd2": 3, "evaluate_ddpo-sd2": 3}
     assert {s: int(r[0]) for s, r in rows.items()} == jobs
     sample_h = (T["startup"] + (1024 * 16 + 2048) * 40 * T["sample_step"]) / 3600
     assert rows["sample-sd2"][1:] == [f"{sample_h:.2f}", f"{3 * sample_h:.2f}"]

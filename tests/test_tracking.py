@@ -71,7 +71,7 @@ def test_runs_per_k_with_params_curves_status_and_a_parent(env):
     p = child.data.params
     assert (p["k"], p["method"], p["budgets"]) == ("4", "graft", "[5, 10]")
     assert p["filter.name"] == "top_k" and p["filter.params.k"] == "2", "Top-K's K is filter.params.k, not k"
-    assert p["gaussian.mixture.num_modes"] and p["finetune.learning_rate"] == "0.001"
+    assert p["gaussian.mixture.num_modes"] and p["finetune.learning_rate"] == "0.0003"
     assert not [key for key in p if key.split(".")[0] in ("digits_t2i", "digits_flow", "qm9", "ddpo", "inc",
                                                           "tracking")], "no other domain's or chain's settings"
     # curves: the result per budget, the training loss per fine-tuning step

@@ -28,7 +28,8 @@ def prepared(tmp_path_factory, real_params):
     """Run the real stages once (shrunk params) up to and including the whole pipeline."""
     work = tmp_path_factory.mktemp("rel")
     params = engine_shrink(real_params)
-    params["finetune"].update(budgets=[20, 60, 200], checkpoint_every=20)
+    # the intermediate target reads the states after k steps too: more inputs whose faults must be caught
+    params["finetune"].update(budgets=[20, 60, 200], checkpoint_every=20, target="intermediate")
     write_params(work / "params.yaml", params)
     mp = pytest.MonkeyPatch()
     mp.setenv("PGRAFT_STATE_DIR", str(work / ".pgraft"))

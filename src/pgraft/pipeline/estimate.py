@@ -89,6 +89,21 @@ def _evaluate(params, dom, point) -> Work:
     return _evaluation(params, dom, 1 if point["k"] == 0 else len(params.finetune_for(dom.name).budgets))
 
 
+def _variance(params, dom, point) -> Work:
+    """Base continuations from the states after every k < N: variance.states x branches, and every accepted state
+    x ceiling_branches for 0 < k < N, each over the N − k remaining steps (a rule without a closed-form acceptance
+    rate counts every drawn state)."""
+    from pgraft import filters
+
+    cfg, n_steps = params.variance, params.sampler.num_steps
+    rule = params.filter_for(dom.name)
+    rate = filters.build(rule.name, **rule.params).expected_acceptance()
+    accepted = _drawn(params, dom.name) * (1.0 if rate is None else rate)
+    rows = [(cfg.states * cfg.branches + (accepted * cfg.ceiling_branches if k else 0), n_steps - k)
+            for k in params.truncation_grid if k < n_steps]
+    return Work(sample_steps=sum(n * steps for n, steps in rows), rewards=sum(n for n, _ in rows))
+
+
 def _ddpo(params, dom, point) -> Work:
     c, n_steps = params.ddpo.checkpoints[-1], params.sampler.num_steps
     return Work(sample_steps=c * n_steps, rewards=c, train_steps=c * params.ddpo.inner_epochs * n_steps)
@@ -100,7 +115,7 @@ def _evaluate_ddpo(params, dom, point) -> Work:
 
 #: the work of one job of each GPU stage (the INC stages are not modelled)
 WORK = {"pretrain": _pretrain, "sample": _sample, "reward": _reward, "finetune": _finetune,
-        "evaluate": _evaluate, "ddpo": _ddpo, "evaluate_ddpo": _evaluate_ddpo}
+        "variance": _variance, "evaluate": _evaluate, "ddpo": _ddpo, "evaluate_ddpo": _evaluate_ddpo}
 
 
 @dataclass(frozen=True)
