@@ -55,7 +55,8 @@ def test_dvc_stages_and_snakemake_rules_agree(tmp_path):
     seeds, grid, inc = len(p.seeds), len(p.truncation_grid), p.inc
     flow = len(inc.domains) * (1 + len(inc.corrected_steps) * (1 + seeds) + seeds)
     ddpo = 2 * len(p.ddpo.domains) * seeds  # ddpo + evaluate_ddpo per seed
-    assert len(dvc) == len(p.reward_domains) * (1 + 3 * seeds + 2 * seeds * grid) + flow + ddpo + 3  # + validate
+    # per reward domain: pretrain; sample, reward, filter, variance per seed; finetune, evaluate per (seed, k)
+    assert len(dvc) == len(p.reward_domains) * (1 + 4 * seeds + 2 * seeds * grid) + flow + ddpo + 3  # + validate
     outs = {o.rstrip("/") for o in dvc_outputs(repo)}
     smk_outs = {o.rstrip("/") for o in snakemake_outputs(repo)}
     missing = {o for o in outs if not any(o == s or o.startswith(s + "/") for s in smk_outs)}  # dirs cover files
