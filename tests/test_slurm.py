@@ -44,7 +44,8 @@ def slurm_cluster():
 
 def tiny(raw: dict) -> dict:
     """The shrunk params cut to the gaussian domain, one seed, two truncation points, one budget and no
-    other sweep (inc, ddpo, ...): 8 SLURM jobs, plus the local rules validate, aggregate and figures."""
+    other sweep (inc, ddpo, ...): 9 SLURM jobs (variance included), plus the local rules validate, aggregate and
+    figures."""
     p = shrink(raw)
     p["domains"] = ["gaussian"]
     for section in p.values():
@@ -105,7 +106,7 @@ def test_snakemake_on_slurm_matches_local_run(slurm_cluster, tmp_path, real_para
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:")[1].split("total")[0], re.M))
     planned = sorted(rule for rule, n in stats.items() if rule not in local_rules for _ in range(int(n)))
     assert sorted(rule for _, rule in submitted) == planned, f"{submitted}\n{log[-3000:]}"
-    assert len(submitted) == 8 and {"pretrain", "finetune", "evaluate"} <= set(planned), planned
+    assert len(submitted) == 9 and {"pretrain", "finetune", "evaluate", "variance"} <= set(planned), planned
     assert {"validate", "aggregate", "figures"} <= set(stats), stats  # run on the submitting host
     for job_id, rule in submitted:
         info = scontrol_job(job_id)
