@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pgraft.pipeline.table import BY_NAME, lookup
+from pgraft.pipeline.table import BY_NAME
 
 LEARNING_RATES = (1e-3, 3e-4)
 WARMUPS = (0, 50)
@@ -32,13 +32,7 @@ TRUNCATION = (0.5, 0.75, 1.0)  # the k swept, as fractions of N (GRAFT at 1.0: i
 
 def command(stage: str, params: dict, **point) -> list[str]:
     """The stage's command at one matrix point, exactly as both engines run it."""
-    def fmt(kind, value):
-        if kind == "axis":
-            return str(point[value])
-        if kind == "param":
-            return str(lookup(params, value))
-        return value.pattern.format(**point)
-    return [sys.executable, *BY_NAME[stage].command(fmt).split()[1:]]
+    return [sys.executable, *BY_NAME[stage].command_at(params, point).split()[1:]]
 
 
 def run(cmd: list[str], cwd: Path) -> None:

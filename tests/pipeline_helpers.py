@@ -17,22 +17,13 @@ def stage_commands(params: dict, pfile: str = "params.yaml") -> list[tuple[objec
     """Every stage command of the pipeline in table order (a topological order), from the stage table."""
     import importlib
 
-    from pgraft.pipeline.table import STAGES, instances, lookup
-
-    def fmt_for(point):
-        def fmt(kind, value):
-            if kind == "axis":
-                return str(point[value])
-            if kind == "param":
-                return str(lookup(params, value))
-            return value.pattern.format(**point)
-        return fmt
+    from pgraft.pipeline.table import STAGES, instances
 
     cmds = []
     for stage in STAGES:
         module = importlib.import_module(stage.module)
         for point in instances(stage, params):
-            argv = stage.command(fmt_for(point)).split()[3:]  # drop "python -m <module>"
+            argv = stage.command_at(params, point).split()[3:]  # drop "python -m <module>"
             cmds.append((module, ["--params", pfile, *argv]))
     return cmds
 

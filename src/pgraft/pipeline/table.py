@@ -64,6 +64,17 @@ class Stage:
         parts += [f"--{p.option} {fmt('output', p)}" for p in self.outputs if p.option]
         return " ".join(parts)
 
+    def command_at(self, raw: dict, point: dict) -> str:
+        """The command of one matrix point, every placeholder filled in from the raw params: what an engine runs
+        there (the tests and the studies run stages through it)."""
+        def fmt(kind, value):
+            if kind == "axis":
+                return str(point[value])
+            if kind == "param":
+                return str(lookup(raw, value))
+            return value.pattern.format(**point)
+        return self.command(fmt)
+
     def log(self) -> str:
         return f"logs/{self.name}/" + ("-".join("{%s}" % a for a in self.axes) or self.name) + ".log"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pgraft.report.intervals import t_interval
+from pgraft.report.intervals import cell, t_interval
 
 COLUMNS = ["k", "budget", "quantity", "mean", "lo", "hi", "n"]
 
@@ -48,9 +48,9 @@ def variance_curve(var: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(mean, lo, hi) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    return f"{mean:.4g}" if not np.isfinite(lo) else f"{mean:.4g} [{lo:.4g}, {hi:.4g}]"
+    """intervals.cell with 4 significant digits on the bounds too (a learning gap is a small difference of two
+    rewards: its bounds need the digits)."""
+    return cell(mean, lo, hi, bound_digits=4)
 
 
 def markdown(ev: pd.DataFrame, ceil: pd.DataFrame, var: pd.DataFrame, domain: str) -> str:
@@ -61,8 +61,8 @@ def markdown(ev: pd.DataFrame, ceil: pd.DataFrame, var: pd.DataFrame, domain: st
     lines = [f"# {domain}: ceiling, achieved reward and learning gap per truncation point",
              "",
              "Ceiling: the reward of the method's exact target (P-GRAFT at k: the base model denoising the accepted "
-             "states after k steps; GRAFT, k = N: the accepted x_0). Learning gap = ceiling − achieved. Bias vs GRAFT "
-             f"= GRAFT's ceiling − this ceiling. Mean over {n} seeds [95 % t interval]; k = 0 is the base model.",
+             "states after k steps; GRAFT, k = N: the accepted x_0). Learning gap = ceiling − achieved. "
+             f"Bias vs GRAFT = GRAFT's ceiling − this ceiling. Mean over {n} seeds [95 % t interval]; k = 0 is the base model.",
              "",
              "| k | budget | ceiling | achieved | learning gap | bias vs GRAFT |",
              "|---|---|---|---|---|---|"]
@@ -84,6 +84,6 @@ def markdown(ev: pd.DataFrame, ceil: pd.DataFrame, var: pd.DataFrame, domain: st
                   "",
                   "| k | E[Var(r \\| X_tk)] / Var(r) | Var(E[r \\| X_tk]) / Var(r) |", "|---|---|---|"]
         for k, g in v.groupby("k"):
-            cell = {m: _cell(*g[g["metric"] == m][["mean", "lo", "hi"]].iloc[0]) for m in ("v_within", "v_between")}
-            lines.append(f"| {int(k)} | {cell['v_within']} | {cell['v_between']} |")
+            terms = {m: _cell(*g[g["metric"] == m][["mean", "lo", "hi"]].iloc[0]) for m in ("v_within", "v_between")}
+            lines.append(f"| {int(k)} | {terms['v_within']} | {terms['v_between']} |")
     return "\n".join(lines) + "\n"

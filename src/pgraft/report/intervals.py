@@ -40,12 +40,12 @@ def paired(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int, float]
     return mean, lo, hi, n, p
 
 
-def cell(mean: float, lo: float, hi: float) -> str:
-    """`0.8833 [0.829, 0.938]`: the mean (4 significant digits) and its interval (3); the mean alone without bounds
-    (one seed), "–" without a value."""
+def cell(mean: float, lo: float, hi: float, bound_digits: int = 3) -> str:
+    """`0.8833 [0.829, 0.938]`: the mean (4 significant digits) and its interval (bound_digits); the mean alone
+    without bounds (one seed), "–" without a value."""
     if not np.isfinite(mean):
         return "–"
-    return f"{mean:.4g}" if not np.isfinite(lo) else f"{mean:.4g} [{lo:.3g}, {hi:.3g}]"
+    return f"{mean:.4g}" if not np.isfinite(lo) else f"{mean:.4g} [{lo:.{bound_digits}g}, {hi:.{bound_digits}g}]"
 
 
 def diff_cell(mean: float, lo: float, hi: float, p: float) -> str:
