@@ -66,3 +66,19 @@ def test_params_edits_rerun_what_reads_them(real_params):
     rw = rerun.affected(real_params, keys=["gaussian.reward.temperature"])
     assert "reward-gaussian@0" in rw and not any("qm9" in n or "layouts" in n for n in rw)
     assert "validate" in rw
+
+
+def test_pipeline_dvc_drops_lock_entries_of_stages_dvc_yaml_no_longer_has(real_params, tmp_path):
+    from pgraft.pipeline.dvc_yaml import prune_lock, stage_names
+
+    kept = sorted(stage_names(real_params))[:2]
+    entry = "    cmd: python -m pgraft.stages.x\n    deps:\n    - path: params.yaml\n      md5: 0\n"
+    text = "schema: '2.0'\nstages:\n" + "".join(f"  {n}:\n{entry}" for n in [*kept, "evaluate@layouts-2-5"])
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(text)
+    assert prune_lock(real_params, lock) == ["evaluate@layouts-2-5"]
+    import yaml
+
+    assert list(yaml.safe_load(lock.read_text())["stages"]) == kept
+    before = lock.read_text()
+    assert prune_lock(real_params, lock) == [] and lock.read_text() == before  # nothing stale: untouched

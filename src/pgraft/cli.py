@@ -108,7 +108,7 @@ def _pipeline(rest: list[str]) -> int:
 
 def _write_dvc_yaml(raw: dict, out, check: bool) -> int:
     from pgraft.io import atomic_path
-    from pgraft.pipeline.dvc_yaml import render
+    from pgraft.pipeline.dvc_yaml import prune_lock, render
 
     text = render(raw)
     if check:
@@ -117,10 +117,14 @@ def _write_dvc_yaml(raw: dict, out, check: bool) -> int:
         return 0 if fresh else 1
     if out.exists() and out.read_text() == text:
         print(f"{out}: up to date")
-        return 0
-    with atomic_path(out) as tmp:
-        tmp.write_text(text)
-    print(f"{out}: written from the stage table")
+    else:
+        with atomic_path(out) as tmp:
+            tmp.write_text(text)
+        print(f"{out}: written from the stage table")
+    lock = out.with_name("dvc.lock")
+    dropped = prune_lock(raw, lock)
+    if dropped:
+        print(f"{lock}: dropped {len(dropped)} entries of stages dvc.yaml no longer has")
     return 0
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from pgraft.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where a function needs it: a stage that runs no network never loads it
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -24,6 +26,8 @@ def resolve_device(setting: str, key: str = "device") -> torch.device:
 
     Under a data-parallel launch each process takes the GPU of its LOCAL_RANK. `cuda` without a CUDA device
     is a ConfigError naming `key`, raised before any compute."""
+    import torch
+
     if setting not in DEVICES:
         raise ConfigError(f"params {key}={setting!r}: expected one of {list(DEVICES)}")
     if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
@@ -38,6 +42,8 @@ def resolve_device(setting: str, key: str = "device") -> torch.device:
 def autocast_dtype(device: torch.device | str, precision: str, key: str = "precision") -> torch.dtype | None:
     """The autocast dtype of the networks that allow mixed precision: bf16 on CUDA for auto and bf16, None
     (fp32, no autocast) for fp32 and always on a CPU."""
+    import torch
+
     if precision not in PRECISIONS:
         raise ConfigError(f"params {key}={precision!r}: expected one of {list(PRECISIONS)}")
     if torch.device(device).type != "cuda" or precision == "fp32":
@@ -48,6 +54,8 @@ def autocast_dtype(device: torch.device | str, precision: str, key: str = "preci
 
 def autocast(x: torch.Tensor, dtype: torch.dtype | None):
     """The context a network's forward runs in: autocast to `dtype` on x's device, or nothing (dtype None)."""
+    import torch
+
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=x.device.type, dtype=dtype)
@@ -55,6 +63,8 @@ def autocast(x: torch.Tensor, dtype: torch.dtype | None):
 
 def device_of(model: torch.nn.Module) -> torch.device:
     """The device of a network's (first) parameter; the CPU for a network without parameters."""
+    import torch
+
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
 

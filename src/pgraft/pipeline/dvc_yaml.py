@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
 from pgraft.pipeline import stamps
-from pgraft.pipeline.table import AXIS_SOURCE, STAGES, Stage, domain_list, stamp_path, stamped
+from pgraft.pipeline.table import (AXIS_SOURCE, STAGES, Stage, domain_list, instance_name, instances, stamp_path,
+                                   stamped)
 
 HEADER = """\
 # GENERATED from the stage table in src/pgraft/pipeline/table.py by `pgraft pipeline dvc` (make repro runs it):
@@ -108,6 +110,31 @@ def render(raw: dict, root: Path = Path(".")) -> str:
             stages[stage_key(stage, domain)] = _entry(stage, domain, raw, root)
     body = yaml.safe_dump({"stages": stages, "plots": _plots(raw)}, sort_keys=False, width=120, allow_unicode=True)
     return HEADER + body
+
+
+def stage_names(raw: dict) -> set[str]:
+    """The names DVC gives the stages of the dvc.yaml `render` writes (one per matrix point)."""
+    return {instance_name(stage, point) for stage in STAGES for point in instances(stage, raw)}
+
+
+_LOCK_ENTRY = re.compile(r"^  ([^\s#][^:]*):\s*$", re.M)  # a stage's line in dvc.lock (two-space indent)
+
+
+def prune_lock(raw: dict, lock: Path) -> list[str]:
+    """Drop the dvc.lock entries of stages that dvc.yaml no longer has (renamed stages, dropped domains, seeds or
+    truncation points): DVC keeps them forever, and every `dvc status` / `dvc repro` parses them again. The file
+    is rewritten by DVC's own YAML writer, only when something is stale. Returns the dropped names."""
+    if not lock.exists():
+        return []
+    wanted = stage_names(raw)
+    dropped = sorted(set(_LOCK_ENTRY.findall(lock.read_text())) - wanted)
+    if dropped:
+        from dvc.utils.serialize import modify_yaml
+
+        with modify_yaml(lock) as data:
+            for name in dropped:
+                data.get("stages", {}).pop(name, None)
+    return dropped
 
 
 def stale(raw: dict, dvc_yaml: Path, root: Path = Path(".")) -> bool:

@@ -81,12 +81,6 @@ def _check_args(args: argparse.Namespace, params: Params) -> None:
         raise StageError(f"--k {args.k} is not in params 'truncation_grid' {params.truncation_grid}")
 
 
-
-
-
-
-
-
 def auxiliary_dir(model_dir) -> Path:
     """Where a domain's auxiliary networks (judges, feature networks) live inside the base model directory."""
     return Path(model_dir) / "auxiliary"
@@ -98,10 +92,6 @@ def build_rule(params: Params, domain: str):
 
     f = params.filter_for(domain)
     return filters.build(f.name, **f.params)
-
-
-
-
 
 
 def main_output(path):
