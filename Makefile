@@ -33,14 +33,15 @@ lock:  ## recompile the lock requirements.txt after editing requirements.in or p
 	CUSTOM_COMPILE_COMMAND="make lock  (pip-compile $(LOCK_INPUTS), extras sd2 and test)" \
 	  $(VENV)/bin/pip-compile $(LOCK_FLAGS) -o requirements.txt $(LOCK_INPUTS)
 
+# `pgraft warm`: each stage forks from a server that imported torch once (README "Where the time goes")
 repro: setup  ## run the embedded default pipeline on every core (Snakemake), record it in dvc.lock -> results/figures/
 	pgraft pipeline dvc
-	snakemake --profile workflow/profiles/local
+	pgraft warm snakemake --profile workflow/profiles/local
 	dvc commit --force --quiet
 
 repro-dvc: setup  ## the same pipeline through `dvc repro` (one stage at a time; identical outputs)
 	pgraft pipeline dvc
-	dvc repro
+	pgraft warm dvc repro
 
 dvc-yaml: setup  ## write dvc.yaml from the stage table (after editing domains / ddpo.domains / inc.domains / plugins)
 	pgraft pipeline dvc

@@ -69,7 +69,9 @@ def engine_runs(tmp_path_factory, real_params):
     dvc_repo = _project_copy(tmp_path_factory.mktemp("dvc"), params)
     _run([f"{BIN}/dvc", "repro"], dvc_repo)
     smk_repo = _project_copy(tmp_path_factory.mktemp("smk"), params)
-    _run([f"{BIN}/snakemake", "--profile", "workflow/profiles/local"], smk_repo)
+    # as `make repro` runs it: every stage forked from the warm stage server (the DVC run starts each one cold)
+    out = _run([f"{BIN}/pgraft", "warm", f"{BIN}/snakemake", "--profile", "workflow/profiles/local"], smk_repo)
+    assert "stage server up" in out, out[-2000:]
     return dvc_repo, smk_repo
 
 

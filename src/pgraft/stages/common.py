@@ -35,9 +35,15 @@ def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.N
     """Parse, validate params and arguments before any compute, run `body`, report errors clearly.
 
     `body` returns the tracking record's metrics; the record is spooled for MLflow afterwards (pgraft.stages.
-    tracking), a FAILED one when the body raises.
+    tracking), a FAILED one when the body raises. Under `pgraft warm` the stage runs in a child of the warm
+    server instead (pgraft.stages.warm), the same command with the same files and exit status.
     """
     args = p.parse_args(argv)
+    from pgraft.stages import warm
+
+    handed = warm.delegate(stage, sys.argv[1:] if argv is None else list(argv))  # a warm server's child runs it
+    if handed is not None:
+        return handed
     t0 = time.perf_counter()
     params = None
     try:
