@@ -30,6 +30,20 @@ class TextEncoder(nn.Module):
         h = self.token_embedding(tokens) + self.position_embedding[: tokens.shape[1]]
         return self.layers(h, src_key_padding_mask=tokens == 0)
 
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """forward(tokens), computed once per sampling batch: a rollout passes the same tokens tensor to every
+        one of its N steps, so without gradients the states of the last tokens tensor are kept (with a reference
+        to it, and the version counters of it and of the encoder's weights: an in-place edit or an optimizer step
+        recomputes them). The same numbers as calling forward every step, N − 1 encoder passes fewer."""
+        if torch.is_grad_enabled():
+            return self(tokens)
+        key = (tokens._version, tuple(p._version for p in self.parameters()))
+        cached = self.__dict__.get("_encoded")
+        if cached is None or cached[0] is not tokens or cached[1] != key:
+            cached = (tokens, key, self(tokens))
+            self.__dict__["_encoded"] = cached  # not a registered buffer: never saved, copied per deepcopy
+        return cached[2]
+
     @staticmethod
     def pool(states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         mask = (tokens != 0).unsqueeze(-1).float()
@@ -59,7 +73,7 @@ class PromptMLP(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        prompt = TextEncoder.pool(self.text(tokens), tokens)
+        prompt = TextEncoder.pool(self.text.encode(tokens), tokens)
         c = self.cond(torch.cat([timestep_embedding(t, self.t_dim), prompt], dim=-1))
         h = self.inp(x.flatten(1))
         for film, block in zip(self.films, self.blocks):
@@ -95,9 +109,9 @@ class PromptUNet(nn.Module):
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         if self.autocast is None:
-            return self.unet(x, t, encoder_hidden_states=self.text(tokens)).sample
+            return self.unet(x, t, encoder_hidden_states=self.text.encode(tokens)).sample
         with autocast(x, self.autocast):
-            return self.unet(x, t, encoder_hidden_states=self.text(tokens)).sample.float()
+            return self.unet(x, t, encoder_hidden_states=self.text.encode(tokens)).sample.float()
 
 
 ARCHITECTURES: Registry[type[nn.Module]] = Registry("prompt-conditioned architecture")
