@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
         command = rest[1:] if rest[:1] == ["--"] else rest
         if not command or command[0] in ("-h", "--help"):
-            print("usage: pgraft warm [--] COMMAND ...\n\nRun COMMAND (e.g. `snakemake --profile workflow/profiles/local` "
-                  "or `dvc repro`) with a warm stage server: every stage it starts forks from a process that has "
-                  "imported torch, diffusers and the other heavy libraries once (about 4 s saved per stage); "
-                  "outputs are the same as without it. Exit status: COMMAND's.")
+            print("usage: pgraft warm [--] COMMAND ...\n\nRun COMMAND (e.g. `snakemake --profile "
+                  "workflow/profiles/local` or `dvc repro`) with a warm stage server: every stage it starts forks "
+                  "from a process that has imported torch, diffusers and the other heavy libraries once (about 4 s "
+                  "saved per stage); outputs are the same as without it. Exit status: COMMAND's.")
             return 0 if command else 2
         return run_with_server(command)
     if ns.command == "schema":

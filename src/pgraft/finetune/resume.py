@@ -25,7 +25,8 @@ class Resumable:
         self.meta_path = self.workdir / "resume.json"
         self.resumed_from = 0
 
-    def load(self, model: torch.nn.Module, opt: torch.optim.Optimizer, generator: torch.Generator) -> tuple[int, list[float]]:
+    def load(self, model: torch.nn.Module, opt: torch.optim.Optimizer,
+             generator: torch.Generator) -> tuple[int, list[float]]:
         if not (self.state_path.exists() and self.meta_path.exists()):
             return 0, []
         meta = read_json(self.meta_path)

@@ -62,7 +62,8 @@ def markdown(ev: pd.DataFrame, ceil: pd.DataFrame, var: pd.DataFrame, domain: st
              "",
              "Ceiling: the reward of the method's exact target (P-GRAFT at k: the base model denoising the accepted "
              "states after k steps; GRAFT, k = N: the accepted x_0). Learning gap = ceiling − achieved. "
-             f"Bias vs GRAFT = GRAFT's ceiling − this ceiling. Mean over {n} seeds [95 % t interval]; k = 0 is the base model.",
+             f"Bias vs GRAFT = GRAFT's ceiling − this ceiling. Mean over {n} seeds [95 % t interval]; "
+             "k = 0 is the base model.",
              "",
              "| k | budget | ceiling | achieved | learning gap | bias vs GRAFT |",
              "|---|---|---|---|---|---|"]

@@ -10,7 +10,8 @@ from pgraft.samplers.schedule import Schedule
 
 @torch.no_grad()
 def continue_from(model: nn.Module, schedule: Schedule, x_k: torch.Tensor, k: int, generator: torch.Generator,
-                  batch_size: int, cond: torch.Tensor | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+                  batch_size: int, cond: torch.Tensor | None = None,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
     """x_0 from the states x_k (each after k of the N steps), by the model's own steps k … N − 1.
 
     Rows run in batches of batch_size; the step noise comes from one CPU generator, in order (the same numbers on

@@ -34,7 +34,8 @@ def body(args, params) -> dict:
         for seed in params.seeds:
             for m, v in read_json(at("filter", "metrics", domain=domain, seed=seed)).items():
                 rows.append(_row("filter", domain, seed=seed, metric=m, value=v, rule=params.filter_for(domain).name))
-            acc = read_table(at("filter", "acceptance", domain=domain, seed=seed), columns=("u_center", "empirical", "closed_form"))
+            acc = read_table(at("filter", "acceptance", domain=domain, seed=seed),
+                             columns=("u_center", "empirical", "closed_form"))
             for rec in acc.to_dict("records"):
                 for m in ("empirical", "closed_form"):
                     rows.append(_row("acceptance", domain, seed=seed, rule=rec["rule"], metric=m,

@@ -8,8 +8,8 @@ DOC = ("For every k of the truncation grid, continue the seed's stored base traj
        "k steps with the base sampler: `variance.branches` continuations of `variance.states` training states give "
        "E[Var(r(X_0)|X_tk)] and Var(E[r|X_tk]) (prompt-conditioned domains: rewards centred per prompt), and "
        "`variance.ceiling_branches` continuations of every accepted state give the reward of P-GRAFT's exact "
-       "target at k, its ceiling (at k = N: the accepted x_0, GRAFT's; at k = 0: the base samples). 95 % bootstrap intervals over states "
-       "(docs/METHOD.md §2).")
+       "target at k, its ceiling (at k = N: the accepted x_0, GRAFT's; at k = 0: the base samples). 95 % "
+       "bootstrap intervals over states (docs/METHOD.md §2).")
 
 
 def body(args, params) -> dict:

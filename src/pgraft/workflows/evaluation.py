@@ -16,8 +16,8 @@ STREAMS = {"train": 7, "heldout": 17, "gallery": 27}
 
 
 def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k: int, seed: int, schedule,
-                     rule, distance, ref_x0: np.ndarray, ref_rewards: np.ndarray, ref_prompts, budgets, evaluations: dict,
-                     identity: bool, num_samples: int, batch_size: int) -> tuple[dict, dict]:
+                     rule, distance, ref_x0: np.ndarray, ref_rewards: np.ndarray, ref_prompts, budgets,
+                     evaluations: dict, identity: bool, num_samples: int, batch_size: int) -> tuple[dict, dict]:
     """Metrics of the stitched sampler (load_finetuned(b) for the first k steps, base after) per budget, and
     the gallery samples of the largest budget.
 
