@@ -71,7 +71,7 @@ def engine_runs(tmp_path_factory, real_params):
     smk_repo = _project_copy(tmp_path_factory.mktemp("smk"), params)
     # as `make repro` runs it: every stage forked from the warm stage server (the DVC run starts each one cold)
     out = _run([f"{BIN}/pgraft", "warm", f"{BIN}/snakemake", "--profile", "workflow/profiles/local"], smk_repo)
-    assert "stage server up" in out, out[-2000:]
+    assert "stage server up" in out and "ran cold" not in out and "pgraft warm: served 0 " not in out, out[-2000:]
     return dvc_repo, smk_repo
 
 

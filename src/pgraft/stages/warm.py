@@ -46,7 +46,8 @@ def fingerprint() -> dict:
     from pgraft.stages import thread_count
 
     # sys.path[0] is the directory a command started in (the child takes the caller's whole path)
-    return {"python": sys.executable, "path": [os.path.abspath(p or ".") for p in sys.path[1:]],
+    # python and python3 of one virtualenv are links to one interpreter (the path below tells virtualenvs apart)
+    return {"python": os.path.realpath(sys.executable), "path": [os.path.abspath(p or ".") for p in sys.path[1:]],
             "threads": thread_count(), "env": {v: os.environ.get(v) for v in FINGERPRINT_VARS}}
 
 
@@ -167,6 +168,7 @@ def serve(path: str, ready: str | None = None) -> int:
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
+    served, declined = 0, []
     if ready:
         Path(ready).write_text(str(os.getpid()))
     while not stopping or children:
@@ -185,7 +187,9 @@ def serve(path: str, ready: str | None = None) -> int:
                         os.close(fd)
                     conn.sendall(b'{"run": "here"}\n')
                     conn.close()
+                    declined.append(_difference(own, request.get("fingerprint") or {}))
                     continue
+                served += 1
                 pid = os.fork()
                 if pid == 0:
                     listener.close()
@@ -224,7 +228,21 @@ def serve(path: str, ready: str | None = None) -> int:
         if stopping and not children:
             break
     listener.close()
+    print(f"pgraft warm: served {served} stages" + (f", {len(declined)} ran cold ({declined[0]} differed from "
+          "the server's)" if declined else ""), file=sys.stderr)
     return 0
+
+
+def _difference(own: dict, theirs: dict) -> str:
+    """The first fingerprint entry where a caller differs from the server (for the server's summary line)."""
+    for key in own:
+        if key == "env":
+            for var in own["env"]:
+                if own["env"][var] != (theirs.get("env") or {}).get(var):
+                    return var
+        elif own[key] != theirs.get(key):
+            return {"python": "the interpreter", "path": "the module search path", "threads": "the thread count"}[key]
+    return "the request"
 
 
 # ---- `pgraft warm <command>` ------------------------------------------------------------------------------------
