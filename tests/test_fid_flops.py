@@ -157,3 +157,24 @@ def test_flops_per_image_is_linear_in_steps():
     for n in (2, 10, 50):
         assert flops_per_image(model, x, t, n_steps=n, batch=8) == pytest.approx(n * one)
     assert np.isclose(flops_per_image(model, x, t, n_steps=0, batch=8), 0.0)
+
+
+def test_training_flops_against_a_hand_count():
+    """A 3 -> 4 -> 2 MLP: one forward is 2·(3·4 + 4·2) = 40 FLOPs a sample (biases and ReLU are not counted).
+    Its measured backward is the convention's 2 forwards less the input gradient of the first layer (not needed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pgraft.metrics.flops import BACKWARD_FORWARDS, ddpo_training_flops, graft_training_flops
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    forward = flops_per_call(net, torch.zeros(1, 3))
+    assert forward == 40 and flops_per_call(net, torch.zeros(5, 3)) == 5 * forward
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(torch.zeros(5, 3)).sum().backward()
+    assert counter.get_total_flops() - 5 * forward == 5 * (BACKWARD_FORWARDS * forward - 2 * 3 * 4)
+    # DDPO, 8 trajectories of N = 3 steps (2 of them stochastic), 2 PPO epochs: 8·(3 + 2·(3 + 2·2)) forwards
+    assert ddpo_training_flops(forward, evaluations=8, num_steps=3, policy_steps=2, inner_epochs=2) == 8 * 17 * 40
+    # GRAFT, 2 rounds of 16 samples x 3 steps, then 5 optimizer steps of 4 samples (forward + backward)
+    assert graft_training_flops(forward, rounds=2, samples_per_round=16, num_steps=3, optimizer_steps=5,
+                                batch_size=4) == (2 * 16 * 3 + 5 * 4 * 3) * 40

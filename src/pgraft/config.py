@@ -81,6 +81,22 @@ class IncParams(Strict):
         return self
 
 
+class StatTrackingParams(Strict):
+    """DDPO's per-prompt reward statistics (pgraft.finetune.ddpo.PerPromptStatTracker): each prompt keeps its last
+    buffer_size rewards and standardises its advantages by them once it holds min_count; buffer_size 0 uses the
+    statistics of the prompt's samples in the current batch alone."""
+
+    buffer_size: int = Field(32, ge=0)
+    min_count: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "StatTrackingParams":
+        if self.buffer_size and self.min_count > self.buffer_size:
+            raise ValueError(f"min_count {self.min_count} exceeds buffer_size {self.buffer_size}: a prompt's buffer "
+                             "would never hold enough rewards (buffer_size 0: the current batch's statistics)")
+        return self
+
+
 class DdpoParams(Strict):
     """DDPO (Black et al. 2023): policy-gradient fine-tuning with online sampling, the baseline of the comparison."""
 
@@ -95,6 +111,7 @@ class DdpoParams(Strict):
     clip_range: float = Field(1e-3, gt=0.0, le=1.0)
     adv_clip_max: float = Field(5.0, gt=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
+    stat_tracking: StatTrackingParams = StatTrackingParams()
 
     @model_validator(mode="after")
     def _checkpoints(self) -> "DdpoParams":

@@ -39,6 +39,9 @@ class FinetuneParams(Strict):
     warmup_steps: int = Field(0, ge=0)  # linear learning-rate warm-up from 0 over this many optimizer steps
     batch_size: int = Field(256, ge=1)
     rounds: int = Field(1, ge=1, le=100)
+    #: rounds > 1: false, one run of `rounds` rounds per budget (budget // rounds steps each); true, one run of
+    #: `rounds` rounds of budgets[-1] // rounds steps, each budget a checkpoint at the end of a round
+    round_checkpoints: bool = False
     target: Literal["intermediate", "x0"] = "intermediate"
     timesteps: Literal["sampler", "window"] = "sampler"
     checkpoint_every: int = Field(100, ge=0)
@@ -49,6 +52,18 @@ class FinetuneParams(Strict):
         if any(b < 1 for b in v) or len(set(v)) != len(v) or v != sorted(v):
             raise ValueError("must be distinct positive step counts in increasing order")
         return v
+
+    @model_validator(mode="after")
+    def _round_ends(self) -> "FinetuneParams":
+        per_round = self.budgets[-1] // self.rounds
+        if self.round_checkpoints and (self.budgets[-1] % self.rounds or any(b % per_round for b in self.budgets)):
+            raise ValueError(f"round_checkpoints: every budget {self.budgets} must end a round: a multiple of "
+                             f"budgets[-1] / rounds = {self.budgets[-1]} / {self.rounds}")
+        return self
+
+    def rounds_at(self, budget: int) -> int:
+        """GRAFT rounds (each sampling and scoring one pool) behind the checkpoint of `budget`."""
+        return budget // (self.budgets[-1] // self.rounds) if self.round_checkpoints else self.rounds
 
 
 class PretrainParams(Strict):

@@ -5,12 +5,18 @@ log-probability kept), scores the final samples, normalises the rewards per prom
 (clipped to ±adv_clip_max), then takes PPO steps: for each minibatch the clipped surrogate
 max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = exp(log π_θ − log π_old), averaged over all N steps, one
 optimizer step per minibatch (the gradients of the N steps accumulated, as in the reference code).
+
+The per-prompt normalisation is the reference code's PerPromptStatTracker (ddpo.stat_tracking): each prompt
+keeps its last buffer_size rewards over iterations and its advantages are (r − mean) / (std + 1e-6) of that
+buffer once it holds min_count rewards, else of the whole current batch. buffer_size 0 standardises each
+prompt group by its own samples in the current batch alone (`advantages`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,6 +66,31 @@ def advantages(rewards: np.ndarray, groups: np.ndarray, clip: float) -> np.ndarr
         r = rewards[groups == g]
         adv[groups == g] = (r - r.mean()) / (r.std() + 1e-8)
     return np.clip(adv, -clip, clip)
+
+
+class PerPromptStatTracker:
+    """Reward statistics per prompt over iterations, as ddpo-pytorch's PerPromptStatTracker: a buffer of each
+    prompt's last `buffer_size` rewards, extended with its rewards of every iteration before they are used."""
+
+    def __init__(self, buffer_size: int, min_count: int):
+        if buffer_size < 1 or not 1 <= min_count <= buffer_size:
+            raise ValueError(f"need 1 <= min_count <= buffer_size, got buffer_size={buffer_size}, "
+                             f"min_count={min_count}")
+        self.buffer_size, self.min_count = buffer_size, min_count
+        self.buffers: dict = {}
+
+    def advantages(self, prompts: Sequence, rewards: np.ndarray) -> np.ndarray:
+        """(r − mean) / (std + 1e-6) per prompt (unclipped): the statistics of the prompt's buffer once it holds
+        min_count rewards (this iteration's included), else of the whole batch `rewards`."""
+        keys = np.asarray(prompts)
+        adv = np.empty(len(rewards), dtype=np.float64)
+        for key in np.unique(keys):
+            mine = keys == key
+            buffer = self.buffers.setdefault(key.item(), deque(maxlen=self.buffer_size))
+            buffer.extend(rewards[mine])
+            ref = np.asarray(buffer) if len(buffer) >= self.min_count else rewards
+            adv[mine] = (rewards[mine] - ref.mean()) / (ref.std() + 1e-6)
+        return adv
 
 
 def ppo_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor, clip_range: float):
@@ -113,7 +144,8 @@ def train_ddpo(model: nn.Module, schedule: Schedule, shape: tuple[int, ...], rew
     """Run until the last of cfg.checkpoints reward evaluations; call on_checkpoint(evaluations, model).
 
     `prompt_batch(i)` gives iteration i's (prompts, cond rows, group ids) for its B trajectories;
-    `reward(x0, prompts)` scores them. Returns one log record per iteration.
+    `reward(x0, prompts)` scores them. Advantages: per prompt over iterations (cfg.stat_tracking, buffer_size > 0)
+    or per group of the batch (buffer_size 0). Returns one log record per iteration.
 
     The model runs on its own device. Under `accelerate launch` with P processes (finetune.parallel) each
     process samples and scores B/P of the trajectories (the same random stream as one process), the
@@ -130,6 +162,8 @@ def train_ddpo(model: nn.Module, schedule: Schedule, shape: tuple[int, ...], rew
         from tqdm import tqdm
 
         iterations = tqdm(iterations, desc=progress, unit="iter", leave=False)
+    track = cfg.stat_tracking
+    tracker = PerPromptStatTracker(track.buffer_size, track.min_count) if track.buffer_size else None
     log, evaluations = [], 0
     for i in iterations:
         prompts, cond, groups = prompt_batch(i)
@@ -144,7 +178,12 @@ def train_ddpo(model: nn.Module, schedule: Schedule, shape: tuple[int, ...], rew
                                 par.gather(traj.log_probs.transpose(0, 1)).transpose(0, 1),
                                 None if cond is None else cond.to(device))
         evaluations += batch
-        adv = torch.as_tensor(advantages(r, groups, cfg.adv_clip_max), dtype=torch.float32).to(device)
+        if tracker is None:
+            adv = advantages(r, groups, cfg.adv_clip_max)
+        else:  # keyed by prompt (by group where a domain has no prompts)
+            adv = np.clip(tracker.advantages(groups if prompts is None else prompts, r), -cfg.adv_clip_max,
+                          cfg.adv_clip_max)
+        adv = torch.as_tensor(adv, dtype=torch.float32).to(device)
         stats = {}
         for _ in range(cfg.inner_epochs):
             stats = ppo_update(model, optimizer, schedule, traj, adv, eta, cfg.clip_range, cfg.minibatch_size,

@@ -80,8 +80,9 @@ def _finetune(params, dom, point) -> Work:
         return Work()
     if ft.rounds == 1:  # one run, a checkpoint at each budget
         return Work(train_steps=ft.budgets[-1] * ft.batch_size)
-    redrawn = (ft.rounds - 1) * len(ft.budgets) * _drawn(params, dom.name)  # later rounds sample and score again
-    steps = sum(max(1, b // ft.rounds) * ft.rounds for b in ft.budgets)
+    runs = 1 if ft.round_checkpoints else len(ft.budgets)  # one run saving at round ends, or one per budget
+    redrawn = (ft.rounds - 1) * runs * _drawn(params, dom.name)  # later rounds sample and score again
+    steps = ft.budgets[-1] if ft.round_checkpoints else sum(max(1, b // ft.rounds) * ft.rounds for b in ft.budgets)
     return Work(train_steps=steps * ft.batch_size, sample_steps=redrawn * params.sampler.num_steps, rewards=redrawn)
 
 

@@ -6,7 +6,8 @@ from pgraft.stages.common import parser, run_stage
 
 DOC = ("Fine-tune a copy of the base with DDPO: each iteration samples ddpo.prompts_per_batch training prompts x "
        "ddpo.samples_per_prompt trajectories with the current model (stochastic DDIM, sampler.eta > 0), scores "
-       "them with the domain's reward, normalises rewards per prompt and takes PPO steps. Saves a checkpoint "
+       "them with the domain's reward, normalises rewards per prompt (by its last ddpo.stat_tracking.buffer_size "
+       "rewards across iterations) and takes PPO steps. Saves a checkpoint "
        "b<E> after E reward evaluations for each E in ddpo.checkpoints (evaluated like a GRAFT model, k = N).")
 
 

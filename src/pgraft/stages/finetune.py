@@ -7,7 +7,8 @@ from pgraft.stages.common import parser, run_stage
 DOC = ("Fine-tune a copy of the base denoiser on the accepted states at truncation point k (noise levels "
        "above t_I only), saving one checkpoint per fine-tuning budget. k = 0 is the base model itself. "
        "With finetune.rounds > 1, each later round re-samples from the current stitched model, re-scores "
-       "and re-filters before training (each round gets budget/rounds steps).")
+       "and re-filters before training (each round gets budget/rounds steps; with finetune.round_checkpoints one "
+       "run of budgets[-1]/rounds steps a round saves each budget at the end of its round).")
 
 
 def body(args, params) -> dict:
@@ -45,7 +46,7 @@ def body(args, params) -> dict:
     meta = {"k": args.k, "budgets": ft.budgets, "target": ft.target, "timesteps": ft.timesteps,
             "rounds": ft.rounds, "accepted": int(keep.sum()),
             # rewards computed to build the training data (every round scores a fresh pool of the same size)
-            "reward_evaluations": {str(b): len(keep) * ft.rounds for b in ft.budgets}}
+            "reward_evaluations": {str(b): len(keep) * ft.rounds_at(b) for b in ft.budgets}}
     if method(args.k, params.sampler.num_steps) == "base":  # nothing to fine-tune
         if not is_main_process():
             return {}

@@ -54,13 +54,16 @@ def finetune_once(base, objective, ft, generator, save: Save, progress: str, res
 
 def finetune_rounds(base, data, cond, levels, k: int, ft, *, domain, rule, schedule, sample, group_size: int,
                     seed: int, state_key: str, save: Save) -> tuple[dict, list]:
-    """ft.rounds GRAFT rounds per budget (budget // rounds steps each): the first trains on the given accepted
-    data, each later one on a fresh round sampled from the current stitched model (docs/METHOD.md §1-2).
-    Returns the metrics and the learning curve of the largest budget's run, its rounds' steps counted on."""
+    """ft.rounds GRAFT rounds per run: the first trains on the given accepted data, each later one on a fresh
+    round sampled from the current stitched model (docs/METHOD.md §1-2). One run per budget (budget // rounds
+    steps each round) or, with ft.round_checkpoints, one run of budgets[-1] // rounds steps a round saving each
+    budget at the end of its round. Returns the metrics and the learning curve of the largest budget's run, its
+    rounds' steps counted on."""
     metrics, run_losses = {}, []
-    for b in ft.budgets:
+    for run in ([ft.budgets] if ft.round_checkpoints else [[b] for b in ft.budgets]):
         model = copy.deepcopy(base).requires_grad_(True)
-        gen, round_data, round_cond, run_losses = seeded(5, seed, k, b), data, cond, []
+        steps = max(1, run[-1] // ft.rounds)
+        gen, round_data, round_cond, run_losses = seeded(5, seed, k, run[-1]), data, cond, []
         for rnd in range(ft.rounds):
             if rnd > 0:  # the round's sampling draws from the training generator, as the data came before it
                 done = grs_round(model, base, k, schedule, domain, rule, num_groups=sample.num_groups,
@@ -68,9 +71,11 @@ def finetune_rounds(base, data, cond, levels, k: int, ft, *, domain, rule, sched
                                  rng=numpy_rng(6, seed, k))
                 round_data, round_cond = done.accepted(None if state_key == "x0" else k)
             obj = TruncatedObjective(round_data, levels, k, ft.target, ft.timesteps, cond=round_cond)
-            losses = train(model, obj, max(1, b // ft.rounds), ft.learning_rate, ft.batch_size, gen,
+            losses = train(model, obj, steps, ft.learning_rate, ft.batch_size, gen,
                            warmup_steps=ft.warmup_steps if rnd == 0 else 0)
             run_losses += losses
-        metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
-        save(f"b{b}", model)
+            b = run[-1] if rnd == ft.rounds - 1 else (rnd + 1) * steps  # the budget this round completes
+            if b in run:
+                metrics[f"loss_b{b}"] = float(np.mean(losses[-20:]))
+                save(f"b{b}", model)
     return metrics, loss_history(run_losses)
