@@ -68,17 +68,20 @@ def test_params_edits_rerun_what_reads_them(real_params):
     assert "validate" in rw
 
 
-def test_pipeline_dvc_drops_lock_entries_of_stages_dvc_yaml_no_longer_has(real_params, tmp_path):
-    from pgraft.pipeline.dvc_yaml import prune_lock, stage_names
+def test_pipeline_dvc_drops_lock_entries_of_stages_dvc_yaml_no_longer_has(real_params, tmp_path, monkeypatch):
+    import yaml
+
+    from pgraft.cli import _write_dvc_yaml
+    from pgraft.pipeline.dvc_yaml import stage_names
 
     kept = sorted(stage_names(real_params))[:2]
     entry = "    cmd: python -m pgraft.stages.x\n    deps:\n    - path: params.yaml\n      md5: 0\n"
     text = "schema: '2.0'\nstages:\n" + "".join(f"  {n}:\n{entry}" for n in [*kept, "evaluate@layouts-2-5"])
     lock = tmp_path / "dvc.lock"
     lock.write_text(text)
-    assert prune_lock(real_params, lock) == ["evaluate@layouts-2-5"]
-    import yaml
-
+    monkeypatch.chdir(ROOT)  # the stage table's code files
+    assert _write_dvc_yaml(real_params, tmp_path / "dvc.yaml", check=False) == 0
     assert list(yaml.safe_load(lock.read_text())["stages"]) == kept
     before = lock.read_text()
-    assert prune_lock(real_params, lock) == [] and lock.read_text() == before  # nothing stale: untouched
+    assert _write_dvc_yaml(real_params, tmp_path / "dvc.yaml", check=False) == 0
+    assert lock.read_text() == before  # nothing stale: untouched

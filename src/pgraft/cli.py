@@ -121,7 +121,7 @@ def _pipeline(rest: list[str]) -> int:
 
 def _write_dvc_yaml(raw: dict, out, check: bool) -> int:
     from pgraft.io import atomic_path
-    from pgraft.pipeline.dvc_yaml import prune_lock, render
+    from pgraft.pipeline.dvc_yaml import render, stale_lock_entries
 
     text = render(raw)
     if check:
@@ -135,8 +135,13 @@ def _write_dvc_yaml(raw: dict, out, check: bool) -> int:
             tmp.write_text(text)
         print(f"{out}: written from the stage table")
     lock = out.with_name("dvc.lock")
-    dropped = prune_lock(raw, lock)
-    if dropped:
+    dropped = stale_lock_entries(raw, lock)
+    if dropped:  # rewritten by DVC's own YAML writer, the way DVC writes it
+        from dvc.utils.serialize import modify_yaml
+
+        with modify_yaml(lock) as data:
+            for name in dropped:
+                data.get("stages", {}).pop(name, None)
         print(f"{lock}: dropped {len(dropped)} entries of stages dvc.yaml no longer has")
     return 0
 

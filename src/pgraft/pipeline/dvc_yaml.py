@@ -120,21 +120,13 @@ def stage_names(raw: dict) -> set[str]:
 _LOCK_ENTRY = re.compile(r"^  ([^\s#][^:]*):\s*$", re.M)  # a stage's line in dvc.lock (two-space indent)
 
 
-def prune_lock(raw: dict, lock: Path) -> list[str]:
-    """Drop the dvc.lock entries of stages that dvc.yaml no longer has (renamed stages, dropped domains, seeds or
-    truncation points): DVC keeps them forever, and every `dvc status` / `dvc repro` parses them again. The file
-    is rewritten by DVC's own YAML writer, only when something is stale. Returns the dropped names."""
+def stale_lock_entries(raw: dict, lock: Path) -> list[str]:
+    """The dvc.lock entries of stages that dvc.yaml no longer has (renamed stages, dropped domains, seeds or
+    truncation points): DVC keeps them forever, and every `dvc status` / `dvc repro` parses them again.
+    `pgraft pipeline dvc` drops them."""
     if not lock.exists():
         return []
-    wanted = stage_names(raw)
-    dropped = sorted(set(_LOCK_ENTRY.findall(lock.read_text())) - wanted)
-    if dropped:
-        from dvc.utils.serialize import modify_yaml
-
-        with modify_yaml(lock) as data:
-            for name in dropped:
-                data.get("stages", {}).pop(name, None)
-    return dropped
+    return sorted(set(_LOCK_ENTRY.findall(lock.read_text())) - stage_names(raw))
 
 
 def stale(raw: dict, dvc_yaml: Path, root: Path = Path(".")) -> bool:
