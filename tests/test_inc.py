@@ -140,3 +140,21 @@ def test_inversion_flags_only_the_rows_that_do_not_converge_and_converged_rows_r
     back = euler_sample(RowLipschitz(), inv.noise[ok], 2)
     assert torch.allclose(back, x0[ok], atol=1e-8)
     assert torch.allclose(inv.noise[ok], x0[ok] * 4.0, atol=1e-8)
+
+
+def test_inc_table_prints_the_real_data_floor():
+    import pandas as pd
+
+    from pgraft.report import tables
+    from pgraft.stages.aggregate import COLUMNS
+
+    rows = [{"kind": "inc", "domain": "toy", "rule": rule, "seed": seed, "k": 0, "budget": 0, "metric": m,
+             "x": float(n), "value": v}
+            for seed in (0, 1) for rule, n in (("base", 5), ("base", 10), ("inc", 5))
+            for m, v in (("fid", 10.0 + seed + n), ("kid", 0.01 * n + 0.001 * seed), ("flops_per_image", float(n)))]
+    floor = pd.DataFrame([{"kind": "inc_floor", "domain": "toy", "rule": None, "seed": s, "k": None, "budget": None,
+                           "metric": m, "x": None, "value": v} for s in (0, 1)
+                          for m, v in (("fid", 3.0), ("kid", 0.001))], columns=COLUMNS)
+    md = tables.inc_markdown(pd.DataFrame(rows, columns=COLUMNS), "toy", floor)
+    assert "Floor (real training vs real held-out images" in md and "FID 3" in md and "KID 0.001" in md
+    assert "Floor" not in tables.inc_markdown(pd.DataFrame(rows, columns=COLUMNS), "toy")
