@@ -66,6 +66,16 @@ def test_early_stopping_keeps_and_restores_the_best_state():
     assert model.w.item() == 3.0
 
 
+def test_monitor_only_records_the_best_step_but_keeps_the_last_state():
+    model, stopper = Scalar(), EarlyStopping(lambda m: 0.0, every=1, patience=1, monitor_only=True)
+    for step, loss in enumerate([3.0, 1.0, 2.0, 2.5], start=1):
+        with torch.no_grad():
+            model.w.fill_(float(step))
+        assert not stopper.observe(step, loss, model)
+    stopper.finish(4, model)
+    assert stopper.best_step == 2 and stopper.stopped_at is None and model.w.item() == 4.0
+
+
 def test_early_stopping_ends_a_training_run():
     """A held-out loss that never improves after the first evaluation stops train() after 1 + patience evaluations
     and hands back the first evaluated state."""
@@ -105,7 +115,8 @@ def test_corrector_params_are_validated():
     from pgraft.config import CorrectorParams, IncParams
 
     assert CorrectorParams().coupling == "ot" and IncParams().num_inverted is None
-    for bad in ({"coupling": "sinkhorn"}, {"heldout_fraction": 0.9}, {"eval_every": 0}, {"patience": 0}):
+    for bad in ({"coupling": "sinkhorn"}, {"heldout_fraction": 0.9}, {"eval_every": 0}, {"patience": 0},
+                {"stop_on": "fid"}):
         with pytest.raises(ValidationError):
             CorrectorParams(**bad)
     with pytest.raises(ValidationError):

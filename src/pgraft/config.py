@@ -58,7 +58,10 @@ class CorrectorParams(Strict):
     coupling: Literal["ot", "independent"] = "ot"  # minibatch pairing of N(0, I) draws with inverted noises
     heldout_fraction: float = Field(0.1, ge=0.0, le=0.5)  # inverted noises held out (0: no early stopping)
     eval_every: int = Field(200, ge=1)  # held-out loss evaluated every this many steps
-    patience: int = Field(5, ge=1)  # stop after this many evaluations without a new best held-out loss
+    patience: int = Field(5, ge=1)  # stop after this many evaluations without a new best held-out score
+    #: the held-out score of early stopping: the flow-matching loss on the held-out noises (loss), the energy
+    #: distance of corrector outputs to them (energy), or none: the loss is recorded, training runs to `steps`
+    stop_on: Literal["none", "loss", "energy"] = "none"
 
 
 class IncParams(Strict):

@@ -12,12 +12,14 @@ from torch import nn
 class EarlyStopping:
     """An `on_step` callback for finetune.loop.train: every `every` steps it evaluates `loss_fn(model)`, keeps a copy
     of the state with the lowest loss and answers True (stop) once `patience` evaluations in a row did not improve
-    on it. After training, `restore(model)` loads the best state. `history` lists [step, loss] of each evaluation."""
+    on it. After training, `finish(step, model)` loads the best state. `history` lists [step, loss] of each evaluation.
+    With monitor_only it only records the losses (and the best step): it never stops and `finish` keeps the last
+    state."""
 
-    def __init__(self, loss_fn: Callable[[nn.Module], float], every: int, patience: int):
+    def __init__(self, loss_fn: Callable[[nn.Module], float], every: int, patience: int, monitor_only: bool = False):
         if every < 1 or patience < 1:
             raise ValueError(f"early stopping needs every >= 1 and patience >= 1, got {every}, {patience}")
-        self.loss_fn, self.every, self.patience = loss_fn, every, patience
+        self.loss_fn, self.every, self.patience, self.monitor_only = loss_fn, every, patience, monitor_only
         self.best_loss, self.best_step, self.best_state = float("inf"), 0, None
         self.misses, self.stopped_at = 0, None
         self.history: list[list[float]] = []
@@ -27,10 +29,11 @@ class EarlyStopping:
         self.history.append([step, float(loss)])
         if loss < self.best_loss:
             self.best_loss, self.best_step, self.misses = float(loss), step, 0
-            self.best_state = copy.deepcopy(model.state_dict())
+            if not self.monitor_only:
+                self.best_state = copy.deepcopy(model.state_dict())
         else:
             self.misses += 1
-        if self.misses >= self.patience:
+        if self.misses >= self.patience and not self.monitor_only:
             self.stopped_at = step
             return True
         return False
@@ -51,7 +54,7 @@ class EarlyStopping:
             model.eval()
             with torch.no_grad():
                 self.observe(step, float(self.loss_fn(model)), model)
-        if self.best_state is not None:
+        if self.best_state is not None and not self.monitor_only:
             model.load_state_dict(self.best_state)
         model.eval()
 

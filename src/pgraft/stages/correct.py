@@ -11,7 +11,8 @@ DOC = ("Train a small velocity MLP by flow matching from N(0, I) to the noises t
        "held-out noises check memorisation. One corrector per base step count n (docs/METHOD.md §4).")
 
 HELDOUT_STREAM = 13  # the fixed split of the inverted noises: every seed holds out the same ones
-EVAL_REPEATS = 4  # (t, ε) draws per held-out noise in the fixed held-out loss
+EVAL_REPEATS = 4  # (t, ε) draws per held-out noise in the fixed held-out loss (stop_on: loss)
+ENERGY_SAMPLES = 1000  # corrector outputs compared with the held-out noises (stop_on: energy)
 
 
 def nearest_distances(x, ref, chunk: int = 1024):
@@ -46,6 +47,7 @@ def body(args, params) -> dict:
     from pgraft.finetune.early_stopping import EarlyStopping, mean_loss
     from pgraft.finetune.flow_objective import FlowMatchingObjective
     from pgraft.io import atomic_dir, read_npz
+    from pgraft.metrics.distances import energy_distance
     from pgraft.models.mlp import VelocityMLP
     from pgraft.samplers.flow import euler_sample
     from pgraft.seeds import seeded
@@ -70,16 +72,23 @@ def body(args, params) -> dict:
     model = domain.place(VelocityMLP(list(domain.shape), cfg.hidden, cfg.layers))
     stopper = None
     if num_held:
-        held_batches = FlowMatchingObjective(held, cfg.coupling).fixed_batches(
-            cfg.batch_size, seeded(HELDOUT_STREAM, args.seed, args.n), repeats=EVAL_REPEATS)
-        stopper = EarlyStopping(lambda m: mean_loss(m, held_batches), cfg.eval_every, cfg.patience)
+        if cfg.stop_on in ("loss", "none"):
+            held_batches = FlowMatchingObjective(held, cfg.coupling).fixed_batches(
+                cfg.batch_size, seeded(HELDOUT_STREAM, args.seed, args.n), repeats=EVAL_REPEATS)
+            score = lambda m: mean_loss(m, held_batches)  # noqa: E731
+        else:
+            z_eval = torch.randn((ENERGY_SAMPLES, *domain.shape), generator=seeded(HELDOUT_STREAM, args.seed, args.n))
+            score = lambda m: energy_distance(  # noqa: E731
+                euler_sample(m, z_eval.to(domain.device), params.inc.corrector_steps).cpu().reshape(len(z_eval), -1)
+                .numpy(), held.reshape(len(held), -1).numpy())
+        stopper = EarlyStopping(score, cfg.eval_every, cfg.patience, monitor_only=cfg.stop_on == "none")
     losses = train(model, FlowMatchingObjective(fit, cfg.coupling), cfg.steps, cfg.learning_rate, cfg.batch_size,
                    gen, on_step=stopper, progress=f"corrector n={args.n}")
     out = {"steps_run": len(losses), "train_noises": len(fit), "heldout_noises": len(held),
            "parameters": sum(p.numel() for p in model.parameters())}
     if stopper is not None:
         stopper.finish(len(losses), model)
-        out.update({"best_step": stopper.best_step, "heldout_loss_best": stopper.best_loss,
+        out.update({"best_step": stopper.best_step, "heldout_score_best": stopper.best_loss,
                     "stopped_early": stopper.stopped_at is not None})
         check = seeded(HELDOUT_STREAM, args.seed, args.n, 1)
         z = torch.randn((max(len(held), 2), *domain.shape), generator=check)
@@ -91,7 +100,8 @@ def body(args, params) -> dict:
     if not is_main_process():  # a data-parallel launch: the main process writes
         return {}
     with atomic_dir(args.out) as tmp:
-        save_model(Path(tmp), model, args.domain, meta={"kind": "corrector", "n": args.n, "training": out})
+        history = {"heldout_history": stopper.history} if stopper is not None else {}
+        save_model(Path(tmp), model, args.domain, meta={"kind": "corrector", "n": args.n, "training": out, **history})
     return out
 
 

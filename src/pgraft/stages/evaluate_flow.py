@@ -55,7 +55,7 @@ def body(args, params) -> dict:
         res.update({"fid_minus_base": res["fid"] - b["fid"], "kid_minus_base": res["kid"] - b["kid"]})
         training = read_json(corr_dir / "config.json").get("training", {})
         res.update({f"corrector_{k}": v for k, v in training.items()
-                    if k in ("nn_ratio", "best_step", "steps_run", "heldout_loss_best")})
+                    if k in ("nn_ratio", "best_step", "steps_run", "heldout_score_best")})
         out[f"inc_n{n}"] = res
     write_json(args.out, out)
     return out
