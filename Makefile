@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup lock repro repro-dvc dvc-yaml test test-fast bench plots clean-results help slurm-profile slurm-up slurm-down
+.PHONY: setup lock repro repro-dvc dvc-yaml test test-fast bench plots study-inc clean-results help slurm-profile slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -56,6 +56,9 @@ bench: setup  ## benchmarks: shared-sampling ratio, sampler throughput ratio, no
 
 plots: setup  ## dvc plots rendered offline into dvc_plots/index.html
 	dvc plots show
+
+study-inc: setup  ## INC study: n in {5,10,20,40} x coupling x corrector size x steps x inverted set (hours; SMOKE=1: a plumbing check)
+	python scripts/inc_study.py --out results/studies/inc_study $(if $(SMOKE),--smoke)
 
 # named Snakemake profile `slurm`: snakemake searches ./<name>, then $XDG_CONFIG_HOME/snakemake (default
 # ~/.config/snakemake), then /etc/xdg/snakemake

@@ -77,7 +77,7 @@ def main() -> int:
     steps_n, couplings, sizes, caps, inverted = STEPS_N, COUPLINGS, SIZES, STEP_CAPS, INVERTED
     if args.smoke:
         steps_n, couplings, sizes, caps, inverted = (5,), ("ot",), ((32, 1),), (60,), (40,)
-        raw["inc"].update(num_samples=200, iterations=10)
+        raw["inc"].update(num_samples=200, iterations=10, max_residual=1.0, roundtrip_threshold=1.0)
         raw["inc"]["corrector"].update(eval_every=20, patience=2, batch_size=16)
         raw[DOMAIN].setdefault("pretrain", {})["steps"] = 20
     out = args.out.resolve()
@@ -118,17 +118,17 @@ def main() -> int:
             link(prep / "results" / DOMAIN / name, work / "results" / DOMAIN / name)
         rel = BY_NAME["invert"].output("out").pattern.format(domain=DOMAIN, n=n)
         link(inv_dir / rel, work / rel)
-        jobs.append((n, m, c, h, layers, cap, work, cfg))
+        jobs.append((n, m, c, h, layers, cap, work, cfg, inv_dir))
 
     def one(job):
-        n, m, c, h, layers, cap, work, cfg = job
+        n, m, c, h, layers, cap, work, cfg, inv_dir = job
         pt = {"domain": DOMAIN, "seed": args.seed, "n": n}
         ev = work / BY_NAME["evaluate_flow"].output("out").pattern.format(**pt)
         if not ev.exists():
             run(command("correct", cfg, **pt), work)
             run(command("evaluate_flow", cfg, domain=DOMAIN, seed=args.seed), work)
         res = json.loads(ev.read_text())
-        inv = json.loads((work / BY_NAME["invert"].output("metrics").pattern.format(**pt)).read_text())
+        inv = json.loads((inv_dir / BY_NAME["invert"].output("metrics").pattern.format(**pt)).read_text())
         b, i = res[f"base_n{n}"], res[f"inc_n{n}"]
         return {"n": n, "num_inverted": m or "all", "kept": inv["num_inverted"], "coupling": c, "hidden": h,
                 "layers": layers, "step_cap": cap, "steps_run": i.get("corrector_steps_run"),
