@@ -76,7 +76,7 @@ class IncParams(Strict):
     num_inverted: int | None = Field(None, ge=0)  # training images inverted per n; None or 0: all of them
     max_residual: float = Field(0.01, gt=0.0)  # drop an inverted image whose last fixed-point update is larger
     roundtrip_threshold: float = Field(0.05, gt=0.0)  # drop an inverted image whose round trip is worse (max abs)
-    num_samples: int = Field(5000, ge=10)
+    num_samples: int = Field(2000, ge=10)
     batch_size: int = Field(500, ge=1)
     corrector: CorrectorParams = CorrectorParams()
 
