@@ -7,8 +7,9 @@ from pgraft.stages.common import parser, run_stage
 DOC = ("Train a small velocity MLP by flow matching from N(0, I) to the noises that the base needs to "
        "reproduce real data (from invert), pairing each minibatch by its optimal-transport plan "
        "(inc.corrector.coupling); on a held-out share of the noises (inc.corrector.heldout_fraction) the loss is "
-       "recorded, or a score (inc.corrector.stop_on) stops training early and keeps the best state; the nearest-neighbour distances of the corrector's outputs to training vs "
-       "held-out noises check memorisation. One corrector per base step count n (docs/METHOD.md §4).")
+       "recorded, or a score (inc.corrector.stop_on) stops training early and keeps the best state; the "
+       "nearest-neighbour distances of the corrector's outputs to training vs held-out noises check memorisation. "
+       "One corrector per base step count n (docs/METHOD.md §4).")
 
 HELDOUT_STREAM = 13  # the fixed split of the inverted noises: every seed holds out the same ones
 EVAL_REPEATS = 4  # (t, ε) draws per held-out noise in the fixed held-out loss (stop_on: loss)

@@ -63,7 +63,8 @@ def body(args, params) -> dict:
                          f"raise inc.iterations, inc.perturb or the threshold")
     kept = noise[keep]
     metrics = {"n": args.n, "num_images": len(data), "converged": int(converged.sum()),
-               "dropped_not_converged": int((~converged).sum()), "dropped_roundtrip": int((converged & ~faithful).sum()),
+               "dropped_not_converged": int((~converged).sum()),
+               "dropped_roundtrip": int((converged & ~faithful).sum()),
                "num_inverted": int(keep.sum()), "max_residual": float(row_res.max()),
                **{f"max_residual_step{j}": float(r) for j, r in enumerate(step_res)},
                **{f"iterations_step{j}": int(k) for j, k in enumerate(iters)},
