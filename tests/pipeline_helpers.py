@@ -49,7 +49,7 @@ def shrink(raw: dict) -> dict:
     p["gaussian"]["model"].update(hidden=32, layers=1)
     p["gaussian"]["pretrain"].update(steps=50, batch_size=64)
     p["inc"].update(base_steps=[2, 4], corrected_steps=[2], num_inverted=40, num_samples=40, batch_size=40,
-                    iterations=5)
+                    iterations=5, max_residual=10.0, roundtrip_threshold=10.0)  # an untrained base: keep all
     p["inc"]["corrector"].update(hidden=16, layers=1, steps=10, batch_size=16)
     p["digits_flow"]["model"].update(block_out_channels=[8, 16])
     p["digits_flow"]["pretrain"].update(steps=5, batch_size=16)

@@ -125,6 +125,19 @@ def test_fid_separates_digits_from_noise(digits, extractor_dir, offline, one_thr
     assert abs(self_fid) < 1e-3 * max(real_train, 1.0)
 
 
+def test_fid_kid_agrees_with_fid_and_kid_separates_digits_from_noise(digits, extractor_dir, offline, one_thread):
+    """fid_kid's FID is fid()'s; KID (unbiased MMD²) is near 0 for two real sets of different sizes and far above
+    it for noise; the KID subset size shrinks to the smaller set."""
+    xtr, xte, _, _ = digits
+    real, train = fidmod.to_uint8(xte), fidmod.to_uint8(xtr)
+    noise = fidmod.to_uint8(torch.rand(len(xte), 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    both = fidmod.fid_kid(real, train, extractor_dir, kid_subsets=20)
+    far = fidmod.fid_kid(real, noise, extractor_dir, kid_subsets=20)
+    print(f"real vs train {both}  real vs noise {far}")
+    assert both["fid"] == pytest.approx(fidmod.fid(real, train, extractor_dir), rel=1e-6)
+    assert abs(both["kid"]) < 0.05 * far["kid"] and far["kid"] > 0 and both["kid_std"] >= 0
+
+
 def test_fid_refuses_bad_input(extractor_dir, tmp_path):
     imgs = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     with pytest.raises(ValueError, match="uint8"):

@@ -52,9 +52,16 @@ class TrackingParams(Strict):
 class CorrectorParams(Strict):
     hidden: int = Field(256, ge=4)
     layers: int = Field(3, ge=1, le=16)
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(256, ge=1)
+    steps: int = Field(2000, ge=1)  # the cap: early stopping on the held-out loss may end training sooner
+    batch_size: int = Field(256, ge=2)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    coupling: Literal["ot", "independent"] = "ot"  # minibatch pairing of N(0, I) draws with inverted noises
+    heldout_fraction: float = Field(0.1, ge=0.0, le=0.5)  # inverted noises held out (0: no early stopping)
+    eval_every: int = Field(200, ge=1)  # held-out loss evaluated every this many steps
+    patience: int = Field(5, ge=1)  # stop after this many evaluations without a new best held-out score
+    #: the held-out score of early stopping: the flow-matching loss on the held-out noises (loss), the energy
+    #: distance of corrector outputs to them (energy), or none: the loss is recorded, training runs to `steps`
+    stop_on: Literal["none", "loss", "energy"] = "none"
 
 
 class IncParams(Strict):
@@ -63,11 +70,13 @@ class IncParams(Strict):
     base_steps: list[int] = Field(default_factory=lambda: [5, 10, 20, 40], min_length=1)
     corrected_steps: list[int] = Field(default_factory=lambda: [5, 10])
     corrector_steps: int = Field(5, ge=1)
-    iterations: int = Field(20, ge=1)
+    iterations: int = Field(100, ge=1)
     tolerance: float = Field(1e-4, gt=0.0)
     perturb: float = Field(1e-3, ge=0.0)
-    num_inverted: int = Field(1000, ge=10)
-    num_samples: int = Field(1000, ge=10)
+    num_inverted: int | None = Field(None, ge=0)  # training images inverted per n; None or 0: all of them
+    max_residual: float = Field(0.01, gt=0.0)  # drop an inverted image whose last fixed-point update is larger
+    roundtrip_threshold: float = Field(0.05, gt=0.0)  # drop an inverted image whose round trip is worse (max abs)
+    num_samples: int = Field(2000, ge=10)
     batch_size: int = Field(500, ge=1)
     corrector: CorrectorParams = CorrectorParams()
 

@@ -32,7 +32,8 @@ def train(
     resume=None,
     warmup_steps: int = 0,
 ) -> list[float]:
-    """Run `steps` optimizer steps; call on_step(step, model) after each (1-based). Returns the losses.
+    """Run `steps` optimizer steps; call on_step(step, model) after each (1-based); training stops early when it
+    returns True (finetune.early_stopping.EarlyStopping). Returns the losses.
 
     With `resume` (a finetune.resume.Resumable), training continues from its last checkpoint and saves
     a new one periodically; the result is the same as an uninterrupted run.
@@ -70,8 +71,8 @@ def train(
         loss.backward()
         opt.step()
         losses.append((loss if par is None else par.mean(loss)).item())
-        if on_step is not None:
-            on_step(step, model)
+        if on_step is not None and on_step(step, model):
+            break
         if resume is not None:
             resume.maybe_save(step, model, opt, generator, losses)
     model.eval()

@@ -166,6 +166,29 @@ def fid(real_uint8, fake_uint8, extractor_dir: str | os.PathLike, batch_size: in
     return float(metrics[torch_fidelity.KEY_METRIC_FID])
 
 
+def fid_kid(real_uint8, fake_uint8, extractor_dir: str | os.PathLike, batch_size: int = 256,
+            kid_subset_size: int = 1000, kid_subsets: int = 100) -> dict:
+    """FID and KID (torch-fidelity's unbiased polynomial-kernel MMD², mean and std over `kid_subsets` random subsets
+    of min(kid_subset_size, both set sizes) images) between two uint8 image sets in the classifier's feature space.
+    KID is unbiased in the set sizes, so it compares sets of different sizes fairly; FID is biased upwards for
+    small sets."""
+    register()
+    directory = Path(extractor_dir)
+    for f in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (directory / f).exists():
+            raise ArtifactError(f"{directory / f}: file not found (write it with save_extractor first)")
+    real, fake = ImageDataset(real_uint8), ImageDataset(fake_uint8)
+    metrics = torch_fidelity.calculate_metrics(
+        input1=real, input2=fake, fid=True, kid=True, kid_subsets=kid_subsets,
+        kid_subset_size=min(kid_subset_size, len(real), len(fake)),
+        feature_extractor=EXTRACTOR_NAME, feature_extractor_weights_path=str(directory),
+        cuda=torch.cuda.is_available(), batch_size=batch_size, verbose=False, cache=False, save_cpu_ram=True,
+    )
+    return {"fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
+            "kid": float(metrics[torch_fidelity.KEY_METRIC_KID_MEAN]),
+            "kid_std": float(metrics[torch_fidelity.KEY_METRIC_KID_STD])}
+
+
 @torch.no_grad()
 def extract_features(images_uint8, extractor_dir: str | os.PathLike, batch_size: int = 256) -> np.ndarray:
     """The same features torch-fidelity sees, computed directly (for checks and caching)."""

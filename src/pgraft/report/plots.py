@@ -146,21 +146,25 @@ def acceptance(table: pd.DataFrame):
 
 
 def fid_vs_flops(inc: pd.DataFrame, domain: str):
-    """FID against counted FLOPs per image, base flow and base + corrector, labelled by base steps n."""
+    """FID (and KID, where measured, in a second panel) against counted FLOPs per image, base flow and
+    base + corrector, labelled by base steps n."""
     s = inc_stats(inc)
-    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
-    # labels: base below its points, INC above, so the two labels of one n do not cross where the FIDs are close
-    for rule, label, style, dy in (("base", "base flow", "o-", -11), ("inc", "base + corrector (INC)", "s--", 5)):
-        d = s[s["rule"] == rule].sort_values("flops")
-        ax.errorbar(d["flops"], d["fid_mean"], yerr=d["fid_std"].fillna(0), fmt=style, capsize=3, label=label)
-        for _, row in d.iterrows():
-            ax.annotate(f"n={int(row['x'])}", (row["flops"], row["fid_mean"]), fontsize=7, xytext=(4, dy),
-                        textcoords="offset points")
-    ax.set_xscale("log")
-    axes.readable_log(ax.xaxis)
-    ax.set(xlabel="FLOPs per generated image (counted)", ylabel="FID vs held-out real images (unitless)")
-    ax.legend(fontsize=7)
-    axes.title(fig, f"{domain}: FID vs sampling FLOPs (labels: base Euler steps n)",
+    metrics = [(m, label) for m, label in (("fid", "FID"), ("kid", "KID")) if f"{m}_mean" in s]
+    fig, axs = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.6), layout="constrained", squeeze=False)
+    for ax, (m, name) in zip(axs[0], metrics):
+        # labels: base below its points, INC above, so the two labels of one n do not cross where the values are close
+        for rule, label, style, dy in (("base", "base flow", "o-", -11), ("inc", "base + corrector (INC)", "s--", 5)):
+            d = s[s["rule"] == rule].sort_values("flops")
+            ax.errorbar(d["flops"], d[f"{m}_mean"], yerr=d[f"{m}_std"].fillna(0), fmt=style, capsize=3, label=label)
+            for _, row in d.iterrows():
+                ax.annotate(f"n={int(row['x'])}", (row["flops"], row[f"{m}_mean"]), fontsize=7, xytext=(4, dy),
+                            textcoords="offset points")
+        ax.set_xscale("log")
+        axes.readable_log(ax.xaxis)
+        ax.set(xlabel="FLOPs per generated image (counted)", ylabel=f"{name} vs held-out real images (unitless)")
+        ax.legend(fontsize=7)
+    names = " and ".join(name for _, name in metrics)
+    axes.title(fig, f"{domain}: {names} vs sampling FLOPs (labels: base Euler steps n)",
                f"mean ± std over {int(s['seeds'].max())} seeds")
     return fig
 

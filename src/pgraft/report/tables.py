@@ -236,9 +236,10 @@ def inc_paired(inc: pd.DataFrame, n: float, base_n: float, metric: str) -> tuple
     return paired(values("inc", n), values("base", base_n))
 
 
-def inc_markdown(inc: pd.DataFrame, domain: str) -> str:
+def inc_markdown(inc: pd.DataFrame, domain: str, floor: pd.DataFrame | None = None) -> str:
     """<domain>_inc_table.md: FID (and KID) and FLOPs per base step count, with and without the corrector, then
-    base + INC against the base at the same and at twice the steps, paired by seed."""
+    base + INC against the base at the same and at twice the steps, paired by seed; with `floor` (the inc_floor
+    rows: real training vs real held-out images) a last line gives the metrics' floor for this real set."""
     s = inc_stats(inc)
     metrics = inc_metrics(inc)
     names = " and ".join(label for _, label in metrics)
@@ -267,6 +268,14 @@ def inc_markdown(inc: pd.DataFrame, domain: str) -> str:
                   f"{r['flops'] / two['flops']:.2f} |") if two is not None else "- | - | - |"
         lines.append(f"| {int(n)} | {b['fid_mean']:.4g} | {r['fid_mean']:.4g} | {change:+.1f} % | "
                      + " | ".join(same) + " | " + at_two)
+    if floor is not None and len(floor):
+        cells = []
+        for m, label in metrics:
+            v = floor[floor["metric"] == m]["value"]
+            if len(v):
+                mean, lo, hi, _ = t_interval(v)
+                cells.append(f"{label} {cell(mean, lo, hi)}")
+        lines += ["", "Floor (real training vs real held-out images, the same real set): " + ", ".join(cells) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -29,13 +29,17 @@ class ZeroVelocity(nn.Module):
 
 @dataclass
 class InversionResult:
-    """`noise` is the recovered x_1; `residual` the largest last fixed-point update (max-abs) over steps;
-    `converged` whether every step met `tol`; `iterations_used[j]` the iterations spent on forward step j."""
+    """`noise` is the recovered x_1; `residual` the largest last fixed-point update (max-abs) over steps and rows;
+    `converged` whether every step met `tol` for every row; `iterations_used[j]` the iterations spent on forward
+    step j (by its slowest row); `step_residuals[j]` the largest last update of step j over rows;
+    `row_residuals[i]` row i's largest last update over steps (row i converged iff it is ≤ tol)."""
 
     noise: torch.Tensor
     residual: float
     converged: bool
     iterations_used: list[int] = field(default_factory=list)
+    step_residuals: list[float] = field(default_factory=list)
+    row_residuals: torch.Tensor | None = None
 
 
 def time_grid(n: int) -> list[float]:
@@ -77,39 +81,48 @@ def euler_invert(
     y_next = y + (t_{j+1} - t_j)·v(y, t_j) for y = x_{t_j} by the fixed point y ← y_next + η·v(y, t_j),
     η = t_j - t_{j+1} = 1/n, at the SAME time t_j the forward step used, starting from y = y_next.
     (docs/METHOD.md writes y_next - η·v with η signed along t; here the forward step moves t down, hence +.)
-    The map is a contraction, so the iteration converges, when η·Lip(v) < 1. A step stops when its
-    update's max-abs size is ≤ tol; steps that do not get there raise an `InversionWarning`.
+    The map is a contraction, so the iteration converges, when η·Lip(v) < 1. Each row stops iterating a step once
+    its own update's max-abs size is ≤ tol (later iterations evaluate only the rows still moving); rows that do not
+    get there within `iterations` are reported in `row_residuals` and raise an `InversionWarning`.
     `perturb` > 0 adds N(0, perturb²) noise to x0 first (docs/METHOD.md: σ = 1e-3 if inversion is unstable).
     """
     ts = time_grid(n)
     y = x0
     if perturb > 0:
         y = y + perturb * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)  # CPU stream
+    rows = y.shape[0]
     residuals, used = [math.inf] * n, [0] * n
+    row_res = torch.zeros(rows, dtype=torch.float64, device=y.device)
     for j in reversed(range(n)):
         y_next, eta = y, ts[j] - ts[j + 1]
-        for k in range(1, iterations + 1):
-            y_new = y_next + eta * _velocity(model, y, ts[j])
-            delta = (y_new - y).abs().max().item()
-            y, used[j] = y_new, k
-            if not math.isfinite(delta):  # diverged to inf/nan: iterating further cannot help
-                delta = math.inf
+        y = y_next.clone()
+        delta = torch.full((rows,), math.inf, dtype=torch.float64, device=y.device)
+        active = torch.ones(rows, dtype=torch.bool, device=y.device)
+        for k in range(1, iterations + 1):  # each row iterates until its own update is ≤ tol (or diverges)
+            idx = active.nonzero().squeeze(1)
+            y_new = y_next[idx] + eta * _velocity(model, y[idx], ts[j])
+            d = (y_new - y[idx]).abs().reshape(len(idx), -1).amax(1).double()
+            d = torch.where(torch.isfinite(d), d, torch.full_like(d, math.inf))  # diverged: iterating cannot help
+            y[idx], delta[idx], used[j] = y_new, d, k
+            active[idx] = (d > tol) & torch.isfinite(d)
+            if not bool(active.any()):
                 break
-            if delta <= tol:
-                break
-        residuals[j] = delta
+        residuals[j] = float(delta.max()) if rows else 0.0
+        row_res = torch.maximum(row_res, delta)
     failed = [j for j in range(n) if not residuals[j] <= tol]
     if failed:
         worst = max(failed, key=lambda j: residuals[j])
+        bad = int((row_res > tol).sum())
         warnings.warn(
-            f"backward Euler did not converge at {len(failed)} of {n} steps (first: step {failed[0]}, "
-            f"t={ts[failed[0]]:.4g}; worst: step {worst}, t={ts[worst]:.4g}, residual {residuals[worst]:.3g} "
-            f"> tol {tol:g}); the step size 1/n times the Lipschitz constant of v is probably >= 1: "
-            f"use more steps or perturb the data slightly (perturb=1e-3)",
+            f"backward Euler did not converge for {bad} of {rows} rows at {len(failed)} of {n} steps (first: step "
+            f"{failed[0]}, t={ts[failed[0]]:.4g}; worst: step {worst}, t={ts[worst]:.4g}, residual "
+            f"{residuals[worst]:.3g} > tol {tol:g}); the step size 1/n times the Lipschitz constant of v is "
+            f"probably >= 1: use more steps or perturb the data slightly (perturb=1e-3)",
             InversionWarning,
             stacklevel=2,
         )
-    return InversionResult(noise=y, residual=max(residuals), converged=not failed, iterations_used=used)
+    return InversionResult(noise=y, residual=max(residuals), converged=not failed, iterations_used=used,
+                           step_residuals=residuals, row_residuals=row_res.cpu())
 
 
 def batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:

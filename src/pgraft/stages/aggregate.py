@@ -77,9 +77,13 @@ def body(args, params) -> dict:
                 for n in steps:
                     if f"{method}_n{n}" not in res:
                         raise StageError(f"{path} has no {method}_n{n}; rerun evaluate_flow")
-                    for m in ("fid", "flops_per_image"):
-                        rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,
-                                         value=res[f"{method}_n{n}"][m]))
+                    for m in ("fid", "kid", "flops_per_image"):
+                        if m in res[f"{method}_n{n}"]:  # KID: evaluate_flow outputs from before it was measured lack it
+                            rows.append(_row("inc", domain, seed=seed, rule=method, metric=m, x=n,
+                                             value=res[f"{method}_n{n}"][m]))
+            for m, v in res.get("floor", {}).items():  # real training vs real held-out images: the sampling floor
+                if m in ("fid", "kid"):
+                    rows.append(_row("inc_floor", domain, seed=seed, metric=m, value=v))
     rows += losses
     rows += _acceptance_monte_carlo()
     table = pd.DataFrame(rows, columns=COLUMNS)

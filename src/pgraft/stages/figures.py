@@ -47,7 +47,8 @@ def body(args, params) -> dict:
         for domain in tables.domains_of(table, "inc"):
             inc = tables.rows_of(table, "inc", domain)
             written += _save(plots.fid_vs_flops(inc, domain), out / f"{domain}_fid_vs_flops")
-            written += _write(out / f"{domain}_inc_table.md", tables.inc_markdown(inc, domain))
+            written += _write(out / f"{domain}_inc_table.md",
+                              tables.inc_markdown(inc, domain, tables.rows_of(table, "inc_floor", domain)))
         written += _galleries(galleries, table, params, out)
         for domain in tables.domains_of(table, "ddpo"):
             rows = table[table["domain"] == domain]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pgraft.stages.common import parser, run_stage
 
-DOC = ("Invert inc.num_inverted training images through the frozen base flow with backward Euler (fixed-point "
-       "iterations at the forward step's own times, docs/METHOD.md §4); record the round-trip reconstruction error "
-       "and whether every step converged (a warning names the step when η·Lip(v) ≥ 1).")
+DOC = ("Invert the training images (inc.num_inverted of them; all by default) through the frozen base flow with "
+       "backward Euler (fixed-point iterations at the forward step's own times until inc.tolerance or "
+       "inc.iterations, docs/METHOD.md §4); keep only the images whose last fixed-point update is within "
+       "inc.max_residual at every step (converged) and whose round trip (noise -> base sampler -> image) is within "
+       "inc.roundtrip_threshold, and count the dropped ones.")
+
+MIN_KEPT = 10  # fewer kept noises than this cannot train a corrector
 
 
 def body(args, params) -> dict:
@@ -31,28 +35,44 @@ def body(args, params) -> dict:
     base = domain.place(load_model(args.model, domain))
     device = domain.device
     train, _ = domain.split()
-    order = np.random.default_rng(11).permutation(len(train))[: inc.num_inverted]
+    order = np.random.default_rng(11).permutation(len(train))[: inc.num_inverted or None]
     data = torch.as_tensor(train[order])
     gen = seeded(9, args.n)
-    noises, converged, residual = [], True, 0.0
-    with warnings.catch_warnings(record=True) as record:
+    noises, row_res, step_res, iters = [], [], [0.0] * args.n, [0] * args.n
+    with warnings.catch_warnings(record=True) as record:  # the warning counts rows above inc.tolerance
         warnings.simplefilter("always", InversionWarning)
         for start in range(0, len(data), inc.batch_size):
             res = euler_invert(base, data[start:start + inc.batch_size].to(device), args.n,
                                iterations=inc.iterations, tol=inc.tolerance, perturb=inc.perturb, generator=gen)
             noises.append(res.noise.cpu())
-            converged &= res.converged
-            residual = max(residual, float(res.residual))
+            row_res.append(res.row_residuals)
+            step_res = [max(a, b) for a, b in zip(step_res, res.step_residuals)]
+            iters = [max(a, b) for a, b in zip(iters, res.iterations_used)]
         caught = [str(w.message) for w in record if issubclass(w.category, InversionWarning)]
     for msg in caught[:1]:
         print(f"pgraft invert: warning: {msg}", file=sys.stderr)
-    noise = torch.cat(noises)
+    noise, row_res = torch.cat(noises), torch.cat(row_res)
     recon = batched(lambda zb: euler_sample(base, zb.to(device), args.n).cpu(), noise, inc.batch_size)
-    err = (recon - data).abs()
-    metrics = {"n": args.n, "num_inverted": len(data), "converged": bool(converged), "max_residual": residual,
-               "roundtrip_max_abs_error": float(err.max()), "roundtrip_mean_abs_error": float(err.mean()),
-               "noise_mean": float(noise.mean()), "noise_std": float(noise.std())}
-    write_npz(args.out, noise=noise.numpy(), n=np.asarray(args.n), domain=np.asarray(args.domain))
+    err = (recon - data).abs().reshape(len(data), -1).amax(1)
+    converged = row_res <= inc.max_residual
+    faithful = torch.isfinite(err) & (err <= inc.roundtrip_threshold)
+    keep = converged & faithful
+    if int(keep.sum()) < MIN_KEPT:
+        raise StageError(f"invert n={args.n}: only {int(keep.sum())} of {len(data)} images inverted within "
+                         f"inc.max_residual={inc.max_residual} and inc.roundtrip_threshold={inc.roundtrip_threshold}; "
+                         f"raise inc.iterations, inc.perturb or the threshold")
+    kept = noise[keep]
+    metrics = {"n": args.n, "num_images": len(data), "converged": int(converged.sum()),
+               "dropped_not_converged": int((~converged).sum()),
+               "dropped_roundtrip": int((converged & ~faithful).sum()),
+               "num_inverted": int(keep.sum()), "max_residual": float(row_res.max()),
+               **{f"max_residual_step{j}": float(r) for j, r in enumerate(step_res)},
+               **{f"iterations_step{j}": int(k) for j, k in enumerate(iters)},
+               "roundtrip_max_abs_error": float(err[keep].max()), "roundtrip_mean_abs_error": float(err[keep].mean()),
+               "roundtrip_max_abs_error_all": float(err.max()),
+               "noise_mean": float(kept.mean()), "noise_std": float(kept.std())}
+    write_npz(args.out, noise=kept.numpy(), index=order[keep.numpy()], n=np.asarray(args.n),
+              domain=np.asarray(args.domain))
     write_json(args.metrics, metrics)
     return metrics
 
@@ -60,7 +80,7 @@ def body(args, params) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = parser("invert", DOC, n=True)
     p.add_argument("--model", required=True, help="base flow model directory (from pretrain)")
-    p.add_argument("--out", required=True, help="output .npz of inverted noises")
+    p.add_argument("--out", required=True, help="output .npz of inverted noises (the kept ones)")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
     return run_stage("invert", p, body, argv)
 

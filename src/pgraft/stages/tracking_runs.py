@@ -315,7 +315,7 @@ def _summary_key(row: dict) -> tuple[str, int] | None:
              "ddpo_train": (f"{d}/ddpo/train_{m}", num("budget")), "inc": (f"{d}/{row['rule']}/{m}", num("x")),
              "train_loss": (f"{d}/k{num('k')}/{m}", num("x")), "filter": (f"{d}/filter/{m}", 0),
              "reference": (f"{d}/{m}", 0), "ceiling": (f"{d}/k{num('k')}/{m}", 0),
-             "variance": (f"{d}/k{num('k')}/{m}", 0)}
+             "variance": (f"{d}/k{num('k')}/{m}", 0), "inc_floor": (f"{d}/floor/{m}", 0)}
     return names.get(kind)  # pretrain and invert come from their own records; acceptance stays in the CSV
 
 
