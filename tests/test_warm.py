@@ -22,11 +22,8 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One warm server for the module's tests; yields (process, socket path, env)."""
+def _start(home: Path) -> tuple[subprocess.Popen, Path, dict]:
     env = engine_env()
-    home = tmp_path_factory.mktemp("warm")
     sock, ready = home / "s.sock", home / "ready"
     proc = subprocess.Popen([sys.executable, "-m", "pgraft.stages.warm", "serve", str(sock), str(ready)],
                             cwd=home, env=env)
@@ -34,6 +31,13 @@ def server(tmp_path_factory):
     while not ready.exists():
         assert proc.poll() is None and time.monotonic() - t0 < 120, "the warm server did not start"
         time.sleep(0.05)
+    return proc, sock, env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One warm server for the module's tests; yields (process, socket path, env)."""
+    proc, sock, env = _start(tmp_path_factory.mktemp("warm"))
     yield proc, sock, env
     proc.terminate()
     proc.wait(timeout=30)
@@ -95,6 +99,31 @@ def test_a_caller_that_dies_takes_its_stage_with_it(tmp_path, real_params, serve
         assert time.monotonic() - t0 < 10, "the stage kept running after its caller died"
         time.sleep(0.05)
     assert not (tmp_path / "base").exists()  # atomic output: nothing half-written
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc children list")
+def test_a_server_that_dies_fails_its_running_stages(tmp_path, real_params):
+    proc, sock, env = _start(tmp_path)
+    raw = shrink(real_params)
+    raw["domains"] = ["gaussian"]
+    raw["gaussian"]["pretrain"]["steps"] = 10 ** 6
+    write_params(tmp_path / "params.yaml", raw)
+    caller = subprocess.Popen(_pretrain(tmp_path, raw, "base"), cwd=tmp_path, env={**env, warm.ENV: str(sock)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not _children(proc.pid):
+        assert time.monotonic() - t0 < 60 and caller.poll() is None, "the server never forked the stage"
+        time.sleep(0.05)
+    child = _children(proc.pid)[0]
+    proc.kill()  # no clean-up: the caller must notice and stop the orphaned stage itself
+    proc.wait()
+    _, err = caller.communicate(timeout=60)
+    assert caller.returncode == 1 and "went away while the stage ran" in err, err
+    t0 = time.monotonic()
+    while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        assert time.monotonic() - t0 < 10, "the orphaned stage kept running"
+        time.sleep(0.05)
+    assert not (tmp_path / "base").exists()
 
 
 def test_a_caller_unlike_the_server_runs_the_stage_itself(tmp_path, server, monkeypatch):

@@ -70,8 +70,19 @@ def delegate(stage: str, argv: list[str]) -> int | None:
                            "path": sys.path, "fingerprint": fingerprint()}).encode()
         socket.send_fds(conn, [_HEADER.pack(len(body))], [0, 1, 2])
         conn.sendall(body)
-        reply = json.loads(conn.makefile("rb").readline() or b'{"run": "here"}')
-    return None if "exit" not in reply else int(reply["exit"])
+        replies = conn.makefile("rb")
+        first = json.loads(replies.readline() or b'{"run": "here"}')
+        if "started" not in first:  # declined (or gone before taking it): this process runs the stage
+            return None
+        last = replies.readline()
+    if not last:  # the server died while the stage ran: stop its child, fail like a killed stage
+        try:
+            os.kill(int(first["started"]), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        print(f"pgraft {stage}: the warm stage server ({path}) went away while the stage ran", file=sys.stderr)
+        return 1
+    return int(json.loads(last)["exit"])
 
 
 # ---- the server ---------------------------------------------------------------------------------------------------
@@ -171,7 +182,12 @@ def serve(path: str, ready: str | None = None) -> int:
     served, declined = 0, []
     if ready:
         Path(ready).write_text(str(os.getpid()))
+    parent = os.getppid()
     while not stopping or children:
+        if os.getppid() != parent and not stopping:  # `pgraft warm` is gone (killed): stop, with whatever runs
+            stopping.append(True)
+            for pid in children:
+                os.kill(pid, signal.SIGTERM)
         for key, _ in sel.select(timeout=0.1):
             if key.fileobj is listener:
                 if stopping:
@@ -197,6 +213,10 @@ def serve(path: str, ready: str | None = None) -> int:
                     _child(request, fds)
                 for fd in fds:
                     os.close(fd)
+                try:
+                    conn.sendall(json.dumps({"started": pid}).encode() + b"\n")
+                except OSError:  # the caller is already gone: its child is stopped below (EOF on conn)
+                    pass
                 children[pid] = conn
                 sel.register(conn, selectors.EVENT_READ, pid)
             else:  # a caller's connection readable: the caller is gone (it never sends more); stop its child
@@ -262,6 +282,7 @@ def run_with_server(command: list[str], timeout_s: float = 120.0) -> int:
         print(f"pgraft warm: stage server up in {time.monotonic() - t0:.1f} s ({sock})", file=sys.stderr)
     else:
         print("pgraft warm: the stage server did not start; stages start cold", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # killed: still stop the server
     try:
         return subprocess.call(command, env=env)
     finally:
