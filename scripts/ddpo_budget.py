@@ -341,7 +341,9 @@ def report(table: pd.DataFrame, chosen: pd.DataFrame, *, seed: int, rule: str, k
     crit = "the largest E" if rule == "last" else "the mean over E"
     lines = ["# DDPO at its real budget: DDPO, GRAFT and P-GRAFT at equal reward evaluations", "",
              f"Reward evaluations E; GRAFT (k = N) and P-GRAFT (k = {k}) sample and score one pool per round and "
-             f"train {steps_per_round} steps a round (E = pool x rounds), DDPO scores one batch per PPO iteration. "
+             f"train {steps_per_round} steps a round (E = pool x rounds; the model at E is the checkpoint after that "
+             "round of one run of the largest number of rounds, finetune.round_checkpoints), DDPO scores one batch "
+             "per PPO iteration (its checkpoints after E evaluations of one run). "
              f"Mean over the evaluation seeds {seeds} [95 % t interval]; differences paired by seed (a seed's runs "
              "share the base model, the sample pool and the evaluation noise) with the paired t test's p. Training "
              "FLOPs: denoiser forward + backward (backward = 2 forwards), sampling included "
@@ -358,8 +360,8 @@ def report(table: pd.DataFrame, chosen: pd.DataFrame, *, seed: int, rule: str, k
     for d in sorted(ev["domain"].unique()):
         sd, dd = s[s["domain"] == d], diffs[diffs["domain"] == d]
         metrics = [(m, label) for m, label in METRICS if m in SHOWN and m in set(sd["metric"])]
-        base = table[table["domain"] == d]["base_reward_mean"].mean()
-        lines += [f"## {d} (base model's reward {base:.4f})", ""]
+        base = ev[ev["domain"] == d]["base_reward_mean"].mean()
+        lines += [f"## {d} (base model's reward {base:.4f}, its reference pools on the evaluation seeds)", ""]
         for e in sorted(sd["E"].unique()):
             se = sd[sd["E"] == e]
             lines += [f"### E = {int(e):,} reward evaluations", "",
@@ -403,7 +405,7 @@ def figure(table: pd.DataFrame, path: Path) -> None:
             for ax, x in ((row[0], r["E"].to_numpy()), (row[1], f.to_numpy())):
                 ax.plot(x, r["mean"], marker="o", label=LABELS[method])
                 ax.fill_between(x, r["lo"], r["hi"], alpha=0.2)
-        base = table[table["domain"] == d]["base_reward_mean"].mean()
+        base = table[(table["domain"] == d) & (table["role"] == "evaluation")]["base_reward_mean"].mean()
         for ax in row:
             ax.axhline(base, color="grey", ls=":", lw=1, label="base")
             ax.set_ylabel(f"{d}: reward (training prompts)")
