@@ -27,10 +27,7 @@ import copy
 import itertools
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +38,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pgraft.pipeline import studies
+from pgraft.pipeline.studies import command, link_inputs, run
 from pgraft.pipeline.table import BY_NAME
 
 ROUNDS = (1, 2, 4, 8)
@@ -78,26 +77,6 @@ class Job:
 
 # ---- running the stages ------------------------------------------------------------------------------------------
 
-def command(stage: str, params: dict, **point) -> list[str]:
-    """The stage's command at one matrix point, exactly as both engines run it."""
-    return [sys.executable, *BY_NAME[stage].command_at(params, point).split()[1:]]
-
-
-def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a stage command in `cwd` (its log appended to cwd/study.log); return its wall-clock and CPU seconds
-    (user + system of that process, whatever else shares the machine)."""
-    env = {**os.environ, "PGRAFT_THREADS": "1"}
-    log = cwd / "study.log"
-    start = time.perf_counter()
-    with open(log, "a") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}; see {log}")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
-
-
 def set_key(raw: dict, key: str, value) -> None:
     node = raw
     *parents, last = key.split(".")
@@ -115,8 +94,7 @@ def write_params(path: Path, raw: dict) -> None:
         if {**old, "seeds": None} != {**raw, "seeds": None}:
             print(f"{path}: params changed, its outputs are made again", flush=True)
             shutil.rmtree(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    studies.write_params(path, raw)
 
 
 def outputs_exist(stage: str, cwd: Path, point: dict) -> bool:
@@ -209,15 +187,6 @@ def prepare(prep: Path, raw: dict, domain: str, seeds: list[int], times: Times, 
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, seeds))
-
-
-def link_inputs(work: Path, prep: Path, domain: str, seed: int) -> None:
-    inputs = ("samples.npz", "reference.npz", "rewards.parquet", "selection.parquet")
-    for rel in (f"results/{domain}/base", *(f"results/{domain}/seed{seed}/{f}" for f in inputs)):
-        link = work / rel
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(prep / rel)
 
 
 # ---- one job: train, evaluate, tidy rows ---------------------------------------------------------------------------

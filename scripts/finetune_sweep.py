@@ -13,40 +13,19 @@ import argparse
 import copy
 import itertools
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from pgraft.pipeline.studies import command, link_inputs, run, write_params
 from pgraft.pipeline.table import BY_NAME
 
 LEARNING_RATES = (1e-3, 3e-4)
 WARMUPS = (0, 50)
 TARGETS = ("intermediate", "x0")
 TRUNCATION = (0.5, 0.75, 1.0)  # the k swept, as fractions of N (GRAFT at 1.0: its target convention does not apply)
-
-
-def command(stage: str, params: dict, **point) -> list[str]:
-    """The stage's command at one matrix point, exactly as both engines run it."""
-    return [sys.executable, *BY_NAME[stage].command_at(params, point).split()[1:]]
-
-
-def run(cmd: list[str], cwd: Path) -> None:
-    env = {**os.environ, "PGRAFT_THREADS": "1"}
-    log = cwd / "sweep.log"
-    with open(log, "a") as fh:
-        done = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}; see {log}")
-
-
-def write_params(path: Path, raw: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def main() -> int:
@@ -68,7 +47,7 @@ def main() -> int:
         point = {"domain": d, "seed": args.seed}
         for stage in ("pretrain", "sample", "reward", "filter"):
             if not all((prep / o.pattern.format(**point)).exists() for o in BY_NAME[stage].outputs):
-                run(command(stage, raw, **point), prep)
+                run(command(stage, raw, **point), prep, "sweep.log")
     ks = sorted({round(f * n) for f in TRUNCATION})
     settings = [(lr, w, t, k) for lr, w in itertools.product(LEARNING_RATES, WARMUPS)
                 for t in TARGETS for k in ks if not (t == "x0" and k == n)]
@@ -80,12 +59,7 @@ def main() -> int:
         cfg["finetune"].update(learning_rate=lr, warmup_steps=w, target=t)
         cfg.get(d, {}).pop("finetune", None)  # the setting applies to every domain alike
         write_params(work / "params.yaml", cfg)
-        inputs = ("samples.npz", "reference.npz", "rewards.parquet", "selection.parquet")
-        for rel in (f"results/{d}/base", *(f"results/{d}/seed{args.seed}/{f}" for f in inputs)):
-            link = work / rel
-            if not link.exists():
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(prep / rel)
+        link_inputs(work, prep, d, args.seed)
         jobs.append((d, lr, w, t, k, work, cfg))
 
     def one(job):
@@ -93,8 +67,8 @@ def main() -> int:
         point = {"domain": d, "seed": args.seed, "k": k}
         out = work / BY_NAME["evaluate"].output("out").pattern.format(**point)
         if not out.exists():
-            run(command("finetune", cfg, **point), work)
-            run(command("evaluate", cfg, **point), work)
+            run(command("finetune", cfg, **point), work, "sweep.log")
+            run(command("evaluate", cfg, **point), work, "sweep.log")
         ev = json.loads(out.read_text())
         return [{"domain": d, "learning_rate": lr, "warmup_steps": w, "target": t, "k": k, "budget": int(b[1:]),
                  "reward_mean": row["reward_mean"], "dist_target": row["dist_target"],

@@ -16,15 +16,13 @@ import argparse
 import copy
 import itertools
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from pgraft.pipeline.studies import command, run, write_params
 from pgraft.pipeline.table import BY_NAME
 
 DOMAIN = "digits_flow"
@@ -33,25 +31,6 @@ COUPLINGS = ("ot", "independent")
 SIZES = ((128, 2), (256, 3), (512, 4))  # corrector (hidden, layers)
 STEP_CAPS = (2000, 6000)  # inc.corrector.steps; early stopping may end sooner
 INVERTED = (500, None)  # inc.num_inverted (None: every training image)
-
-
-def command(stage: str, params: dict, **point) -> list[str]:
-    """The stage's command at one matrix point, exactly as both engines run it."""
-    return [sys.executable, *BY_NAME[stage].command_at(params, point).split()[1:]]
-
-
-def run(cmd: list[str], cwd: Path) -> None:
-    env = {**os.environ, "PGRAFT_THREADS": "1"}
-    log = cwd / "study.log"
-    with open(log, "a") as fh:
-        done = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}; see {log}")
-
-
-def write_params(path: Path, raw: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def link(src: Path, dst: Path) -> None:
