@@ -13,7 +13,7 @@ seeds, and P-GRAFT(best k) − GRAFT is reported paired by seed with its 95 % t 
 tie (it contains 0) or loss. One finetune run saves every budget, so the budget axis costs evaluations only.
 
 The predictor (pgraft.report.best_k, docs/METHOD.md §2) reads the variance stage's output and the learning-error
-probe (pgraft.finetune.probe) on the selection seeds, before any fine-tuning of the study; predictor.md sets its k̂
+probe (pgraft.stages.probe) on the selection seeds, before any fine-tuning of the study; predictor.md sets its k̂
 against the measured best k of every cell.
 
 Sharing: one base model per (domain, hardness setting) in <work>/<domain>/<run>/base; a hardness setting whose
@@ -51,7 +51,7 @@ import yaml
 from pgraft.pipeline.table import BY_NAME
 
 VERDICT_COLOURS = {"win": "#4daf4a", "tie": "#bdbdbd", "loss": "#e41a1c", "n/a": "#ffffff"}
-PROBE = "pgraft.finetune.probe"
+PROBE = "pgraft.stages.probe"
 SMOKE = {  # --smoke: every size tiny, one evaluation seed pair (a plumbing check, not a result)
     "regime_map": {"num_groups": [4, 8], "budgets": [5, 10], "ks": [10], "evaluation_seeds": [0, 1],
                    "selection_seeds": [100], "probe": {"steps": 5, "heldout_fraction": 0.25, "noise_draws": 1}},
@@ -95,7 +95,8 @@ def probe_path(domain: str, seed: int) -> str:
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a command in `cwd` (its log appended to cwd/study.log); return its wall-clock and CPU seconds."""
+    """Run a command in `cwd` (its log appended to cwd/study.log); return its wall-clock and CPU seconds (of this
+    process: under `pgraft warm` a stage runs in the warm server's child, and only its wall-clock counts)."""
     env = {**os.environ, "PGRAFT_THREADS": "1"}
     log = cwd / "study.log"
     start = time.perf_counter()

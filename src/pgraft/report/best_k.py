@@ -1,12 +1,13 @@
 """A predictor of P-GRAFT's best truncation point before any real fine-tuning (docs/METHOD.md §2, "Predicting the
 best k"), from the variance stage's output (each k's ceiling c(k) and conditional reward variance V(k)) and the
-learning-error probe (pgraft.finetune.probe: per sampler step, held-out and training denoising losses of a short
-GRAFT fine-tune, and the base's held-out loss).
+learning-error probe (pgraft.finetune.probe, run by pgraft.stages.probe: per sampler step, held-out and training
+denoising losses of a short GRAFT fine-tune, and the base's held-out loss).
 
     predicted reward R(k) = c(k) − ρ · s(k) · (c(N) − c(0))₊,      k̂ = argmax over the candidate k of R(k)
 
 ρ ∈ [0, 1], the share of the probe's fitted change that does not generalise: Σ_j e_j / (Σ_j e_j + Σ_j g_j) with
-the excess e_j = (held-out − training loss of the probe)₊ and the gain g_j = (base − probe held-out loss)₊ at step j.
+the excess e_j = (held-out − training loss of the probe)₊ and the gain g_j = (base − probe held-out loss)₊ at
+step j.
 s(k) ∈ [0, 1], the share of that learning error P-GRAFT(k) takes on: its first k steps' excess, each block of steps
 between two grid points weighted by the reward variance the block resolves, ΔV = (V(k_b) − V(k_b+1))₊ (an error
 where the reward is decided costs reward; where V is flat it costs none). s(0) = 0, s(N) = 1."""
