@@ -53,7 +53,7 @@ from pgraft.pipeline.table import BY_NAME
 VERDICT_COLOURS = {"win": "#4daf4a", "tie": "#bdbdbd", "loss": "#e41a1c", "n/a": "#ffffff"}
 PROBE = "pgraft.stages.probe"
 SMOKE = {  # --smoke: every size tiny, one evaluation seed pair (a plumbing check, not a result)
-    "regime_map": {"num_groups": [4, 8], "budgets": [5, 10], "ks": [10], "evaluation_seeds": [0, 1],
+    "regime_map": {"num_groups": [4, 8], "budgets": [5, 10], "ks": [5, 15], "evaluation_seeds": [0, 1],
                    "selection_seeds": [100], "probe": {"steps": 5, "heldout_fraction": 0.25, "noise_draws": 1}},
     "gaussian": {"pretrain": {"steps": 50}},
     "digits_t2i": {"pretrain": {"steps": 50}, "judges": {"steps": 20}, "features": {"steps": 20}},
@@ -464,7 +464,7 @@ def main() -> int:
 
     # 4. the cells, the predictor, the report
     cells = contrasts(table, chosen)
-    acc = table.groupby(["domain", "hardness", "groups"])["accepted"].median().rename("accepted").reset_index()
+    acc = table.groupby(["domain", "hardness", "groups"])["accepted"].median().round().astype(int).reset_index()
     cells = cells.merge(acc, on=["domain", "hardness", "groups"])
     preds = []
     for d, h in bases:
