@@ -2,8 +2,8 @@
 predicted before any fine-tuning. Runs the real stage commands (pgraft.pipeline.table) and writes
 results/studies/regime_map/{cells.csv, runs.csv, times.csv, regime_map.md, <domain>_regime_map.png, predictor.md}.
 
-    python scripts/regime_map.py --jobs 2                      # the grid of params.yaml's regime_map section
-    python scripts/regime_map.py --smoke                       # a plumbing check at tiny sizes (minutes)
+    pgraft warm python scripts/regime_map.py --jobs 2          # the grid of params.yaml's regime_map section
+    pgraft warm python scripts/regime_map.py --smoke           # a plumbing check at tiny sizes (minutes)
 
 Cells: domain x hardness setting x sample.num_groups (accepted samples = num_groups x the filter's K) x fine-tuning
 budget x finetune.target (P-GRAFT's x0 | intermediate). Per (domain, hardness, num_groups, target) P-GRAFT runs at
@@ -22,12 +22,18 @@ each (num_groups, seed)'s samples, rewards and selection are made once (<run>/g<
 training directories (<run>/g<G>/<x0|intermediate|graft>, each with its own params.yaml). Resumable: a stage whose
 outputs exist is skipped; a directory whose params changed is emptied first.
 
-Cost (CPU seconds of one core, measured by the smoke run on this 2-core machine under load and scaled linearly in
-steps and samples; times.csv records every stage): see the "Time" section at the end of this docstring.
-
-Time: the default grid (params.yaml regime_map: 2 domains, 2 hardness settings of which digits_t2i's share runs,
-num_groups 16/64/256, budgets 100/500, targets x0/intermediate, ks 5/10/15, 1 selection seed, 3 evaluation seeds)
-is ESTIMATE_PLACEHOLDER"""
+Time. Run it under `pgraft warm` (as `make study-regime` does): each stage then forks from a server that imported
+torch once, ~2 s a stage instead of ~7 s (times.csv: CPU seconds count only without a warm server). Measured on
+this 2-core machine under load (one thread): the smoke run (--smoke, both domains) takes 186 s (gaussian) + 238 s
+(digits_t2i) with every stage ~2-4 s of fixed cost; at full size a denoiser training step at batch 256 costs
+4.5 ms (gaussian) / 43.5 ms (digits_t2i), a forward pass per sample and sampler step 5 µs / 28 µs, digits_t2i's
+judges and feature network 3500 steps ~47 s. Scaled to the default grid (params.yaml regime_map: gaussian with 2
+hardness settings = 2 bases, digits_t2i with 2 settings sharing 1 base; num_groups 16/64/256; budgets 100/500;
+targets x0/intermediate; ks 5/10/15; 1 selection seed, 3 evaluation seeds): 3 pretrains (~210 s), 36 pools
+(sample, reward, filter; ~290 s), 9 variance + 9 probe runs (~150 s), 54 selection and ~117 evaluation fine-tune
++ evaluate pairs (gaussian ~8 s, digits_t2i ~39 s each: ~3300 s) = ~3950 CPU seconds, ~35-40 min with --jobs 2 on
+2 free cores (estimate; the evaluate cost of digits_t2i is the least certain term). Each added evaluation seed
+adds ~6.5 min."""
 
 from __future__ import annotations
 
@@ -349,6 +355,9 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, a plumbing check: runs in <work>/smoke and "
                    "reports into <work>/smoke/report unless --out is given")
     p.add_argument("--domains", nargs="+", help="a subset of regime_map.domains")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a params key for the whole study (YAML value, after --smoke's sizes), e.g. "
+                        "regime_map.num_groups=[64]")
     args = p.parse_args()
     raw = yaml.safe_load(Path("params.yaml").read_text())
     if args.smoke:
@@ -356,6 +365,9 @@ def main() -> int:
         args.work = args.work / "smoke"
         args.out = args.out or args.work / "report"
     args.out = args.out or Path("results/studies/regime_map")
+    for item in args.set:  # validated with the rest below
+        key, _, value = item.partition("=")
+        set_key(raw, key, yaml.safe_load(value))
     if args.domains:
         raw["regime_map"]["domains"] = args.domains
     params = parse_params(raw, "params.yaml (regime_map)")
