@@ -123,3 +123,32 @@ def test_report_and_heatmap(study, tmp_path):
     assert "| gaussian | linear | 128 | 100 | x0 | 10 | 15 |" in text
     study.heatmap(cells, "gaussian", tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("evaluation_seeds", [100, 1], "both selection and evaluation seeds"),
+    ("ks", [5, 20], "outside"),
+    ("domains", ["gaussian", "digits_flow"], "no setting for domain"),
+    ("hardness", {"gaussian": [{"name": "a"}], "digits_t2i": [{"name": "b"}], "digits_flow": [{"name": "c"}]},
+     "not registered diffusion domains"),
+    ("hardness", {"gaussian": []}, "no setting for domain"),
+])
+def test_regime_map_params_are_validated(real_params, key, value, message):
+    import copy
+
+    from pgraft.config import parse_params
+    from pgraft.errors import ConfigError
+
+    raw = copy.deepcopy(real_params)
+    raw["regime_map"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_default_regime_map_reproduces_the_planned_grid(real_params, study):
+    from pgraft.config import RegimeMapParams, parse_params
+
+    rm = parse_params(real_params).regime_map
+    assert rm == RegimeMapParams()  # params.yaml states the model's defaults
+    assert study.hardness_runs(rm) == {"gaussian": {"linear": "linear", "modes16_sharp": "modes16_sharp"},
+                                       "digits_t2i": {"all_prompts": "all_prompts", "composition": "all_prompts"}}
