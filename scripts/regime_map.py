@@ -24,16 +24,18 @@ outputs exist is skipped; a directory whose params changed is emptied first.
 
 Time. Run it under `pgraft warm` (as `make study-regime` does): each stage then forks from a server that imported
 torch once, ~2 s a stage instead of ~7 s (times.csv: CPU seconds count only without a warm server). Measured on
-this 2-core machine under load (one thread): the smoke run (--smoke, both domains) takes 186 s (gaussian) + 238 s
-(digits_t2i) with every stage ~2-4 s of fixed cost; at full size a denoiser training step at batch 256 costs
-4.5 ms (gaussian) / 43.5 ms (digits_t2i), a forward pass per sample and sampler step 5 µs / 28 µs, digits_t2i's
-judges and feature network 3500 steps ~47 s. Scaled to the default grid (params.yaml regime_map: gaussian with 2
-hardness settings = 2 bases, digits_t2i with 2 settings sharing 1 base; num_groups 16/64/256; budgets 100/500;
-targets x0/intermediate; ks 5/10/15; 1 selection seed, 3 evaluation seeds): 3 pretrains (~210 s), 36 pools
-(sample, reward, filter; ~290 s), 9 variance + 9 probe runs (~150 s), 54 selection and ~117 evaluation fine-tune
-+ evaluate pairs (gaussian ~8 s, digits_t2i ~39 s each: ~3300 s) = ~3950 CPU seconds, ~35-40 min with --jobs 2 on
-2 free cores (estimate; the evaluate cost of digits_t2i is the least certain term). Each added evaluation seed
-adds ~6.5 min."""
+this 2-core machine while other work kept its load average at ~5: the smoke run (--smoke) takes 186 s (gaussian)
++ 238 s (digits_t2i), each stage ~2-4 s of fixed cost; a full-size calibration of digits_t2i (the smoke's tiny
+base, every other size the default's: num_groups 256, budgets 100/500, evaluate 2000 samples) measured per job
+(wall): sample 10.2 s, reward 3.3, filter 2.0, variance 4.3, probe 9.2, finetune (500 steps) 39.7, evaluate 18.7.
+One thread, CPU: a denoiser training step at batch 256 costs 4.5 ms (gaussian) / 43.5 ms (digits_t2i), a forward
+pass per sample and sampler step 5 µs / 28 µs, digits_t2i's judges and feature network (3500 steps) ~47 s, its
+pretraining ~122 s. The default grid (params.yaml regime_map: gaussian's 2 hardness settings = 2 bases, digits_t2i's
+2 settings share 1 base; num_groups 16/64/256; budgets 100/500; targets x0/intermediate; ks 5/10/15; 1 selection
+seed, 3 evaluation seeds) runs 3 pretrains, 36 pools (sample, reward, filter), 9 variance + 9 probe runs, 54
+selection and ~117 evaluation fine-tune + evaluate pairs (63 of them digits_t2i). From the CPU costs: ~3950 s of
+one core, ~33 min with --jobs 2 on 2 free cores; from the per-job walls measured under load: ~5300 s, ~45 min.
+Each added evaluation seed adds ~6-9 min."""
 
 from __future__ import annotations
 
