@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup lock repro repro-dvc dvc-yaml test test-fast bench plots study-ddpo study-inc clean-results help slurm-profile slurm-up slurm-down
+.PHONY: setup lock repro repro-dvc dvc-yaml test test-fast bench plots study-ddpo study-inc study-regime clean-results help slurm-profile slurm-up slurm-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -61,6 +61,9 @@ plots: setup  ## dvc plots rendered offline into dvc_plots/index.html
 STUDY_JOBS ?= 2
 study-ddpo: setup  ## DDPO at its real budget vs multi-round GRAFT / P-GRAFT (scripts/ddpo_budget.py; STUDY_JOBS=2) -> results/studies/ddpo_budget/
 	python scripts/ddpo_budget.py --jobs $(STUDY_JOBS)
+
+study-regime: setup  ## regime map: where P-GRAFT(best k) beats GRAFT, and predicted vs measured best k (scripts/regime_map.py, ~40 min on 2 cores; STUDY_JOBS=2; SMOKE=1: a plumbing check) -> results/studies/regime_map/
+	pgraft warm python scripts/regime_map.py --jobs $(STUDY_JOBS) $(if $(SMOKE),--smoke)
 
 study-inc: setup  ## INC study: n in {5,10,20,40} x coupling x corrector size x steps x inverted set (hours; SMOKE=1: a plumbing check)
 	python scripts/inc_study.py --out results/studies/inc_study $(if $(SMOKE),--smoke)

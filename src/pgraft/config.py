@@ -143,6 +143,76 @@ class VarianceParams(Strict):
     bootstrap: int = Field(1000, ge=100)  # bootstrap resamples of the states for the 95 % intervals
 
 
+class HardnessSetting(Strict):
+    """One setting of a domain's hardness axis in the regime map: params overrides and the metric compared."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # a directory name of the study's work tree
+    #: dotted params keys set in the cell's params.yaml (e.g. gaussian.mixture.num_modes: 16); a setting that
+    #: changes the domain's section gets its own base model
+    set: dict[str, Any] = Field(default_factory=dict)
+    #: the evaluation metric (a key of evaluate.json's budget rows) the best k and P-GRAFT − GRAFT are computed on
+    metric: str = Field("reward_mean", min_length=1)
+
+
+class ProbeParams(Strict):
+    """The learning-error probe of the best-k predictor (pgraft.finetune.probe): a short GRAFT fine-tune on part of
+    the accepted samples and the held-out denoising loss per sampler step."""
+
+    steps: int = Field(50, ge=1)
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    noise_draws: int = Field(4, ge=1)  # noise draws per held-out sample and sampler step
+
+
+def _default_hardness() -> dict[str, list[HardnessSetting]]:
+    return {"gaussian": [HardnessSetting(name="linear"),
+                         HardnessSetting(name="modes16_sharp", set={
+                             "gaussian.mixture.num_modes": 16, "gaussian.reward.name": "mode_preference",
+                             "gaussian.reward.temperature": 0.25})],
+            "digits_t2i": [HardnessSetting(name="all_prompts"),
+                           HardnessSetting(name="composition", metric="reward_composition")]}
+
+
+class RegimeMapParams(Strict):
+    """The regime-map study (scripts/regime_map.py, `make study-regime`): where P-GRAFT(best k) beats GRAFT. Read by
+    that script alone, never by a pipeline stage. Cells: domain x hardness x num_groups x budget x target."""
+
+    domains: list[str] = Field(default_factory=lambda: ["gaussian", "digits_t2i"], min_length=1)
+    #: sample.num_groups of a cell: accepted training samples = num_groups x the filter's K (top_k: 2)
+    num_groups: list[int] = Field(default_factory=lambda: [16, 64, 256], min_length=1)
+    budgets: list[int] = Field(default_factory=lambda: [100, 500], min_length=1)  # finetune.budgets of every run
+    targets: list[Literal["x0", "intermediate"]] = Field(default_factory=lambda: ["x0", "intermediate"], min_length=1)
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 15], min_length=1)  # P-GRAFT's candidates, 0 < k < N
+    selection_seeds: list[int] = Field(default_factory=lambda: [100], min_length=1)  # the best k is chosen here
+    evaluation_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=2)  # reported here
+    hardness: dict[str, list[HardnessSetting]] = Field(default_factory=_default_hardness)
+    probe: ProbeParams = ProbeParams()
+
+    @model_validator(mode="after")
+    def _grid(self) -> "RegimeMapParams":
+        for key in ("domains", "num_groups", "budgets", "targets", "ks", "selection_seeds", "evaluation_seeds"):
+            v = getattr(self, key)
+            if len(set(v)) != len(v):
+                raise ValueError(f"regime_map.{key} {v}: a value repeats")
+        if any(x < 1 for x in [*self.num_groups, *self.budgets, *self.ks]):
+            raise ValueError("regime_map: num_groups, budgets and ks must be positive")
+        if self.budgets != sorted(self.budgets):
+            raise ValueError(f"regime_map.budgets {self.budgets}: increasing step counts")
+        if any(s < 0 for s in [*self.selection_seeds, *self.evaluation_seeds]):
+            raise ValueError("regime_map: seeds must be non-negative")
+        both = sorted(set(self.selection_seeds) & set(self.evaluation_seeds))
+        if both:
+            raise ValueError(f"regime_map: seeds {both} are both selection and evaluation seeds (the best k is "
+                             "chosen on seeds that report nothing)")
+        missing = [d for d in self.domains if not self.hardness.get(d)]
+        if missing:
+            raise ValueError(f"regime_map.hardness: no setting for domain(s) {missing}")
+        for d, settings in self.hardness.items():
+            names = [s.name for s in settings]
+            if len(set(names)) != len(names):
+                raise ValueError(f"regime_map.hardness.{d}: a setting name repeats {names}")
+        return self
+
+
 class SharedParams(Strict):
     """The settings every run shares; `Params` adds one optional section per registered domain."""
 
@@ -168,6 +238,7 @@ class SharedParams(Strict):
     inc: IncParams = IncParams()
     ddpo: DdpoParams = DdpoParams()
     variance: VarianceParams = VarianceParams()
+    regime_map: RegimeMapParams = RegimeMapParams()  # the regime-map study's grid (scripts/regime_map.py only)
 
     @field_validator("domains")
     @classmethod
@@ -200,6 +271,15 @@ class SharedParams(Strict):
         for d in self.domains:
             if self.section(d) is None:
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
+        rm = self.regime_map
+        bad = [k for k in rm.ks if not 0 < k < n]
+        if bad:
+            raise ValueError(f"regime_map.ks {rm.ks}: {bad} outside (0, sampler.num_steps={n}) (P-GRAFT's k; "
+                             "GRAFT, k = N, is every cell's reference)")
+        unknown = [d for d in [*rm.domains, *rm.hardness] if d not in REGISTRY.names()
+                   or REGISTRY.get(d).kind != "diffusion"]
+        if unknown:
+            raise ValueError(f"regime_map: {unknown} are not registered diffusion domains")
         self._resolve_chain("ddpo", self.ddpo)
         self._resolve_chain("inc", self.inc)
         return self
