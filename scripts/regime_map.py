@@ -373,6 +373,7 @@ def main() -> int:
     if args.domains:
         raw["regime_map"]["domains"] = args.domains
     params = parse_params(raw, "params.yaml (regime_map)")
+    params.check_regime_map("params.yaml (regime_map)")
     rm, n = params.regime_map, params.sampler.num_steps
     cfg = study_params(raw)
     work, out = args.work.resolve(), args.out

@@ -142,7 +142,22 @@ def test_regime_map_params_are_validated(real_params, key, value, message):
     raw = copy.deepcopy(real_params)
     raw["regime_map"][key] = value
     with pytest.raises(ConfigError, match=message):
-        parse_params(raw)
+        parse_params(raw).check_regime_map()
+
+
+def test_regime_map_ks_are_checked_by_the_study_only(real_params):
+    """No stage reads regime_map, so a run with a smaller N validates; the study refuses it before any compute."""
+    import copy
+
+    from pgraft.config import parse_params
+    from pgraft.errors import ConfigError
+
+    raw = copy.deepcopy(real_params)
+    raw["sampler"]["num_steps"] = 4
+    raw["truncation_grid"] = [0, 2, 4]
+    params = parse_params(raw)
+    with pytest.raises(ConfigError, match=r"regime_map.ks \[5, 10, 15\]: \[5, 10, 15\] outside"):
+        params.check_regime_map()
 
 
 def test_default_regime_map_reproduces_the_planned_grid(real_params, study):

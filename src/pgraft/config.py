@@ -272,10 +272,6 @@ class SharedParams(Strict):
             if self.section(d) is None:
                 raise ValueError(f"domain {d!r} is listed in domains but has no '{d}:' section")
         rm = self.regime_map
-        bad = [k for k in rm.ks if not 0 < k < n]
-        if bad:
-            raise ValueError(f"regime_map.ks {rm.ks}: {bad} outside (0, sampler.num_steps={n}) (P-GRAFT's k; "
-                             "GRAFT, k = N, is every cell's reference)")
         unknown = [d for d in [*rm.domains, *rm.hardness] if d not in REGISTRY.names()
                    or REGISTRY.get(d).kind != "diffusion"]
         if unknown:
@@ -283,6 +279,15 @@ class SharedParams(Strict):
         self._resolve_chain("ddpo", self.ddpo)
         self._resolve_chain("inc", self.inc)
         return self
+
+    def check_regime_map(self, source: str = "params") -> None:
+        """The regime map's truncation points against this run's N: checked by the study before it runs (no stage
+        reads the section, so a run that shrinks sampler.num_steps needs no matching regime_map.ks)."""
+        rm, n = self.regime_map, self.sampler.num_steps
+        bad = [k for k in rm.ks if not 0 < k < n]
+        if bad:
+            raise ConfigError(f"{source}: regime_map.ks {rm.ks}: {bad} outside (0, sampler.num_steps={n}) (P-GRAFT's "
+                              "k; GRAFT, k = N, is every cell's reference)")
 
     def _resolve_chain(self, key: str, section: DdpoParams | IncParams) -> None:
         """`<key>.domains` as given (each one a choice of CHAINS[key] among `domains`) or, left out, every choice."""

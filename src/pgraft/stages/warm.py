@@ -152,6 +152,102 @@ def _exit_status(status: int) -> int:
     return 128 - code if code < 0 else code  # killed by signal s: 128 + s, as a shell reports it
 
 
+class _Server:
+    """The serve loop's state: the listening socket, the running children (pid -> caller connection) and counts."""
+
+    def __init__(self, listener: socket.socket, own: dict):
+        self.listener, self.own = listener, own
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listener, selectors.EVENT_READ)
+        self.children: dict[int, socket.socket] = {}
+        self.served, self.declined = 0, []
+        self.stopping = False
+
+    def stop(self, *_):
+        self.stopping = True
+
+    def accept(self) -> None:
+        """Read one caller's request; fork its stage, or tell it to run the stage itself."""
+        conn, _ = self.listener.accept()
+        try:
+            request, fds = _read_request(conn)
+        except (OSError, ValueError, ConnectionError):
+            conn.close()
+            return
+        if request.get("fingerprint") != self.own or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            conn.sendall(b'{"run": "here"}\n')
+            conn.close()
+            self.declined.append(_difference(self.own, request.get("fingerprint") or {}))
+            return
+        self.served += 1
+        pid = os.fork()
+        if pid == 0:
+            self.listener.close()
+            conn.close()
+            _child(request, fds)
+        for fd in fds:
+            os.close(fd)
+        try:
+            conn.sendall(json.dumps({"started": pid}).encode() + b"\n")
+        except OSError:  # the caller is already gone: its child is stopped below (EOF on conn)
+            pass
+        self.children[pid] = conn
+        self.sel.register(conn, selectors.EVENT_READ, pid)
+
+    def caller_readable(self, conn: socket.socket, pid: int) -> None:
+        """A caller's connection is readable: the caller is gone (it never sends more), so stop its child."""
+        if not conn.recv(1):
+            self.sel.unregister(conn)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> None:
+        """Collect every finished child and send its caller the exit status."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is None:
+                continue
+            try:
+                self.sel.unregister(conn)
+            except (KeyError, ValueError):
+                pass
+            try:
+                conn.sendall(json.dumps({"exit": _exit_status(status)}).encode() + b"\n")
+            except OSError:
+                pass
+            conn.close()
+
+    def run(self, parent: int) -> None:
+        """Serve until stopped and every child has finished; stop on our own if `parent` (`pgraft warm`) dies."""
+        while not self.stopping or self.children:
+            if os.getppid() != parent and not self.stopping:  # `pgraft warm` is gone (killed): stop what runs
+                self.stopping = True
+                for pid in self.children:
+                    os.kill(pid, signal.SIGTERM)
+            for key, _ in self.sel.select(timeout=0.1):
+                if key.fileobj is self.listener:
+                    if not self.stopping:
+                        self.accept()
+                else:
+                    self.caller_readable(key.fileobj, key.data)
+            self.reap()
+
+    def summary(self) -> str:
+        declined = self.declined
+        return f"pgraft warm: served {self.served} stages" + (
+            f", {len(declined)} ran cold ({declined[0]} differed from the server's)" if declined else "")
+
+
 def serve(path: str, ready: str | None = None) -> int:
     """Preload, listen on the Unix socket `path`, fork a child per request until SIGTERM or SIGINT.
     Single-threaded (every fork happens with no other thread alive). Writes `ready` (a file) once listening."""
@@ -173,83 +269,14 @@ def serve(path: str, ready: str | None = None) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}
-    served, declined = 0, []
+    server = _Server(listener, own)
+    signal.signal(signal.SIGTERM, server.stop)
+    signal.signal(signal.SIGINT, server.stop)
     if ready:
         Path(ready).write_text(str(os.getpid()))
-    parent = os.getppid()
-    while not stopping or children:
-        if os.getppid() != parent and not stopping:  # `pgraft warm` is gone (killed): stop, with whatever runs
-            stopping.append(True)
-            for pid in children:
-                os.kill(pid, signal.SIGTERM)
-        for key, _ in sel.select(timeout=0.1):
-            if key.fileobj is listener:
-                if stopping:
-                    continue
-                conn, _ = listener.accept()
-                try:
-                    request, fds = _read_request(conn)
-                except (OSError, ValueError, ConnectionError):
-                    conn.close()
-                    continue
-                if request.get("fingerprint") != own or len(fds) != 3:
-                    for fd in fds:
-                        os.close(fd)
-                    conn.sendall(b'{"run": "here"}\n')
-                    conn.close()
-                    declined.append(_difference(own, request.get("fingerprint") or {}))
-                    continue
-                served += 1
-                pid = os.fork()
-                if pid == 0:
-                    listener.close()
-                    conn.close()
-                    _child(request, fds)
-                for fd in fds:
-                    os.close(fd)
-                try:
-                    conn.sendall(json.dumps({"started": pid}).encode() + b"\n")
-                except OSError:  # the caller is already gone: its child is stopped below (EOF on conn)
-                    pass
-                children[pid] = conn
-                sel.register(conn, selectors.EVENT_READ, pid)
-            else:  # a caller's connection readable: the caller is gone (it never sends more); stop its child
-                if not key.fileobj.recv(1):
-                    sel.unregister(key.fileobj)
-                    try:
-                        os.kill(key.data, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            conn = children.pop(pid, None)
-            if conn is None:
-                continue
-            try:
-                sel.unregister(conn)
-            except (KeyError, ValueError):
-                pass
-            try:
-                conn.sendall(json.dumps({"exit": _exit_status(status)}).encode() + b"\n")
-            except OSError:
-                pass
-            conn.close()
-        if stopping and not children:
-            break
+    server.run(parent=os.getppid())
     listener.close()
-    print(f"pgraft warm: served {served} stages" + (f", {len(declined)} ran cold ({declined[0]} differed from "
-          "the server's)" if declined else ""), file=sys.stderr)
+    print(server.summary(), file=sys.stderr)
     return 0
 
 
