@@ -28,9 +28,22 @@ from pgraft.pipeline.table import BY_NAME
 DOMAIN = "digits_flow"
 STEPS_N = (5, 10, 20, 40)
 COUPLINGS = ("ot", "independent")
-SIZES = ((128, 2), (256, 3), (512, 4))  # corrector (hidden, layers)
+SIZES = ("128x2", "256x3", "512x4", "unet16-32")  # corrector MLP HIDDENxLAYERS, or a UNet's block widths
 STEP_CAPS = (2000, 6000)  # inc.corrector.steps; early stopping may end sooner
-INVERTED = (500, None)  # inc.num_inverted (None: every training image)
+
+
+def size_label(setting: dict) -> str:
+    if setting["architecture"] == "unet":
+        return "unet" + "-".join(map(str, setting["unet_channels"]))
+    return f"mlp{setting['hidden']}x{setting['layers']}"
+
+
+def corrector_setting(size: str) -> dict:
+    """inc.corrector keys of one --sizes entry: HIDDENxLAYERS (an MLP) or unetW1-W2-... (a UNet's block widths)."""
+    if size.startswith("unet"):
+        return {"architecture": "unet", "unet_channels": [int(w) for w in size.removeprefix("unet").split("-")]}
+    hidden, layers = (int(v) for v in size.split("x"))
+    return {"architecture": "mlp", "hidden": hidden, "layers": layers}
 
 
 def link(src: Path, dst: Path) -> None:
@@ -47,15 +60,32 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--smoke", action="store_true",
                    help="one tiny setting at n = 5 (few inverted images, steps and samples): checks the plumbing")
+    p.add_argument("--steps-n", type=int, nargs="+", default=list(STEPS_N), metavar="N",
+                   help=f"base step counts, each with its own inversion (default {' '.join(map(str, STEPS_N))})")
+    p.add_argument("--couplings", nargs="+", default=list(COUPLINGS), choices=COUPLINGS)
+    p.add_argument("--sizes", nargs="+", default=list(SIZES), metavar="SIZE",
+                   help="correctors: an MLP as HIDDENxLAYERS or a UNet as unetW1-W2-... (block widths; unet16-32 is "
+                        "about a quarter of the base's parameters); default " + " ".join(SIZES))
+    p.add_argument("--step-caps", type=int, nargs="+", default=list(STEP_CAPS), metavar="STEPS",
+                   help="corrector training steps (inc.corrector.steps)")
+    p.add_argument("--inverted", nargs="+", default=["500", "all"], metavar="M",
+                   help="training images inverted per n (inc.num_inverted; all: every one)")
     args = p.parse_args()
     raw = yaml.safe_load(Path("params.yaml").read_text())
     if args.seed in raw["seeds"]:
         raise SystemExit(f"--seed {args.seed} is one of params.yaml's seeds {raw['seeds']}: pick a selection seed")
     raw.update(domains=[DOMAIN], seeds=[args.seed])
     raw["tracking"]["enabled"] = False
-    steps_n, couplings, sizes, caps, inverted = STEPS_N, COUPLINGS, SIZES, STEP_CAPS, INVERTED
+    try:
+        sizes = tuple(corrector_setting(size) for size in args.sizes)
+        inverted = tuple(None if m == "all" else int(m) for m in args.inverted)
+    except ValueError:
+        raise SystemExit(f"--sizes {args.sizes} / --inverted {args.inverted}: expected HIDDENxLAYERS (e.g. 256x3) "
+                         "or unetW1-W2 (e.g. unet16-32), and an image count or `all`") from None
+    steps_n, couplings, caps = tuple(args.steps_n), tuple(args.couplings), tuple(args.step_caps)
     if args.smoke:
-        steps_n, couplings, sizes, caps, inverted = (5,), ("ot",), ((32, 1),), (60,), (40,)
+        steps_n, couplings, caps, inverted = (5,), ("ot",), (60,), (40,)
+        sizes = (corrector_setting("32x1"),)
         raw["inc"].update(num_samples=200, iterations=10, max_residual=1.0, roundtrip_threshold=1.0)
         raw["inc"]["corrector"].update(eval_every=20, patience=2, batch_size=16)
         raw[DOMAIN].setdefault("pretrain", {})["steps"] = 20
@@ -88,19 +118,20 @@ def main() -> int:
         list(pool.map(invert, inversions))
 
     jobs = []
-    for (n, m, inv_dir, inv_cfg), c, (h, layers), cap in itertools.product(inversions, couplings, sizes, caps):
-        work = out / f"n{n}_m{m or 'all'}_{c}_h{h}x{layers}_s{cap}"
+    for (n, m, inv_dir, inv_cfg), c, size, cap in itertools.product(inversions, couplings, sizes, caps):
+        label = size_label(size)
+        work = out / f"n{n}_m{m or 'all'}_{c}_{label}_s{cap}"
         cfg = copy.deepcopy(inv_cfg)
-        cfg["inc"]["corrector"].update(coupling=c, hidden=h, layers=layers, steps=cap)
+        cfg["inc"]["corrector"].update(coupling=c, steps=cap, **size)
         write_params(work / "params.yaml", cfg)
         for name in ("base", "features"):
             link(prep / "results" / DOMAIN / name, work / "results" / DOMAIN / name)
         rel = BY_NAME["invert"].output("out").pattern.format(domain=DOMAIN, n=n)
         link(inv_dir / rel, work / rel)
-        jobs.append((n, m, c, h, layers, cap, work, cfg, inv_dir))
+        jobs.append((n, m, c, label, cap, work, cfg, inv_dir))
 
     def one(job):
-        n, m, c, h, layers, cap, work, cfg, inv_dir = job
+        n, m, c, label, cap, work, cfg, inv_dir = job
         pt = {"domain": DOMAIN, "seed": args.seed, "n": n}
         ev = work / BY_NAME["evaluate_flow"].output("out").pattern.format(**pt)
         if not ev.exists():
@@ -109,8 +140,8 @@ def main() -> int:
         res = json.loads(ev.read_text())
         inv = json.loads((inv_dir / BY_NAME["invert"].output("metrics").pattern.format(**pt)).read_text())
         b, i = res[f"base_n{n}"], res[f"inc_n{n}"]
-        return {"n": n, "num_inverted": m or "all", "kept": inv["num_inverted"], "coupling": c, "hidden": h,
-                "layers": layers, "step_cap": cap, "steps_run": i.get("corrector_steps_run"),
+        return {"n": n, "num_inverted": m or "all", "kept": inv["num_inverted"], "coupling": c, "corrector": label,
+                "step_cap": cap, "steps_run": i.get("corrector_steps_run"),
                 "best_step": i.get("corrector_best_step"), "nn_ratio": i.get("corrector_nn_ratio"),
                 "base_fid": b["fid"], "inc_fid": i["fid"], "base_kid": b["kid"], "inc_kid": i["kid"],
                 "fid_change_pct": 100 * (i["fid"] - b["fid"]) / b["fid"], "kid_minus_base": i["kid_minus_base"],
@@ -119,17 +150,37 @@ def main() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         table = pd.DataFrame(list(pool.map(one, jobs)))
     table.to_csv(out / "study.csv", index=False)
-    (out / "study.md").write_text(report(table, args.seed))
-    print(report(table, args.seed))
+    text = report(table, args.seed, seed_spread(Path("results/metrics") / DOMAIN))
+    (out / "study.md").write_text(text)
+    print(text)
     return 0
 
 
-def report(table: pd.DataFrame, seed: int) -> str:
-    """FID / KID of base and base + corrector per setting and n, and the mean FID change per ablation factor."""
+def seed_spread(metrics: Path) -> dict[int, float]:
+    """Per n: the standard deviation over the default run's seeds of the paired FID difference (base + INC − base),
+    the noise a single-seed cell carries (a corrector seed and a noise seed); empty without those results."""
+    runs = [json.loads(f.read_text()) for f in sorted(metrics.glob("seed*/inc.json"))]
+    out = {}
+    for key in {k for r in runs for k in r if k.startswith("inc_n")}:
+        diffs = [r[key]["fid_minus_base"] for r in runs if key in r]
+        if len(diffs) >= 2:
+            out[int(key.removeprefix("inc_n"))] = float(pd.Series(diffs).std())
+    return out
+
+
+def report(table: pd.DataFrame, seed: int, spread: dict[int, float] | None = None) -> str:
+    """FID / KID of base and base + corrector per setting and n, the seed-to-seed spread that one cell's difference
+    carries, and the mean FID change per ablation factor."""
     lines = [f"# INC study (selection seed {seed})", "",
-             "Base and base + corrector from the same noise; the floor is real training vs real held-out images.", "",
-             table.round(4).to_markdown(index=False), ""]
-    for factor in ("coupling", "hidden", "step_cap", "num_inverted"):
+             "Base and base + corrector from the same noise; the floor is real training vs real held-out images.", ""]
+    if spread:
+        lines += ["Each cell is one corrector seed and one noise draw. Across the default run's seeds the paired FID "
+                  "difference (base + INC − base) of one setting has a standard deviation of "
+                  + ", ".join(f"{v:.2f} at n = {n}" for n, v in sorted(spread.items()))
+                  + ": cells closer than about twice that are not told apart by this screen.", ""]
+    table = table.assign(fid_minus_base=table.inc_fid - table.base_fid)
+    lines += [table.round(4).to_markdown(index=False), ""]
+    for factor in ("coupling", "corrector", "step_cap", "num_inverted"):
         lines += [f"## Mean FID change (%) by {factor} and n", "",
                   table.pivot_table(index=factor, columns="n", values="fid_change_pct").round(2).to_markdown(), ""]
     return "\n".join(lines)

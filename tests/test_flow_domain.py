@@ -41,8 +41,11 @@ def folder_setup(tmp_path, real_params, monkeypatch):
     return tmp_path, p, unet
 
 
-def test_image_folder_and_local_checkpoint_run_the_inc_stages(folder_setup):
+@pytest.mark.parametrize("architecture", ["mlp", "unet"])
+def test_image_folder_and_local_checkpoint_run_the_inc_stages(folder_setup, architecture):
     work, p, unet = folder_setup
+    p["inc"]["corrector"].update(architecture=architecture, unet_channels=[8, 16])
+    write_params(work / "params.yaml", p)
     domain = build("digits_flow", parse_params(p))
     x, y = domain.dataset()
     assert x.shape == (60, 3, 16, 16) and x.min() >= -1 and x.max() <= 1 and set(y) == {0, 1}
@@ -61,6 +64,8 @@ def test_image_folder_and_local_checkpoint_run_the_inc_stages(folder_setup):
                          "--out", f"inc/n{n}/corrector"]) == 0
     assert evaluate_flow.main(["--domain", "digits_flow", "--seed", "0", "--model", "base", "--features",
                                "features", "--correctors-dir", "inc", "--out", "m/inc.json"]) == 0
+    saved = json.loads((work / f"inc/n{n}/corrector/config.json").read_text())
+    assert ("unet" in saved["model"]) == (architecture == "unet"), saved["model"]
     res = json.loads((work / "m/inc.json").read_text())
     assert np.isfinite(res[f"inc_n{n}"]["fid"]) and res[f"inc_n{n}"]["flops_per_image"] > res[f"base_n{n}"]["flops_per_image"]
 

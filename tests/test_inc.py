@@ -123,6 +123,29 @@ def test_corrector_params_are_validated():
         IncParams(roundtrip_threshold=0.0)
 
 
+def test_unet_corrector_is_a_quarter_of_the_digits_base_and_checks_its_shape():
+    from pydantic import ValidationError
+
+    from pgraft.config import CorrectorParams
+    from pgraft.errors import ConfigError
+    from pgraft.models import corrector
+    from pgraft.models.flow_unet import build_unet
+
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    unet = corrector.build(CorrectorParams(architecture="unet"), (1, 8, 8))
+    assert 0.2 < count(unet) / count(build_unet(8, 1, [32, 64], 1)) < 0.3
+    z, t = torch.randn(3, 1, 8, 8), torch.full((3,), 0.4)
+    rebuilt = corrector.from_config(unet.config)
+    rebuilt.load_state_dict(unet.state_dict())
+    assert torch.equal(rebuilt(z, t), unet(z, t)) and unet(z, t).shape == z.shape
+    with pytest.raises(ConfigError, match=r"inc.corrector.unet_channels \[8, 16, 32\].*divisible by 4"):
+        corrector.build(CorrectorParams(architecture="unet", unet_channels=[8, 16, 32]), (1, 6, 6))
+    with pytest.raises(ConfigError, match="square images"):
+        corrector.build(CorrectorParams(architecture="unet"), (64,))
+    with pytest.raises(ValidationError, match="group norm"):
+        CorrectorParams(unet_channels=[12, 20])
+
+
 class RowLipschitz(nn.Module):
     """v = c·x with c = 30 for rows whose first coordinate is above 5 and c = 1 elsewhere: at n = 2 (η = 1/2) the
     fixed point contracts (η·c = 0.5) on the second kind of row and expands (η·c = 15) on the first."""

@@ -50,8 +50,21 @@ class TrackingParams(Strict):
 
 
 class CorrectorParams(Strict):
+    #: the corrector's network: a residual MLP over the flattened noise (hidden x layers) or a small diffusers
+    #: UNet2DModel over the noise as an image (unet_channels per block, one ResNet layer each)
+    architecture: Literal["mlp", "unet"] = "mlp"
     hidden: int = Field(256, ge=4)
     layers: int = Field(3, ge=1, le=16)
+    unet_channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
+
+    @field_validator("unet_channels")
+    @classmethod
+    def _groups(cls, v: list[int]) -> list[int]:
+        groups = min(8, min(v))
+        if groups < 1 or any(c % groups for c in v):
+            raise ValueError(f"{v}: positive widths, each divisible by min(8, smallest width) = {groups} (the UNet's "
+                             "group norm)")
+        return v
     steps: int = Field(2000, ge=1)  # the cap: early stopping on the held-out loss may end training sooner
     batch_size: int = Field(256, ge=2)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)

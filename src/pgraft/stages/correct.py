@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pgraft.stages.common import parser, run_stage
 
-DOC = ("Train a small velocity MLP by flow matching from N(0, I) to the noises that the base needs to "
+DOC = ("Train a small velocity network (inc.corrector.architecture: MLP or UNet) by flow matching from N(0, I) to the noises that the base needs to "
        "reproduce real data (from invert), pairing each minibatch by its optimal-transport plan "
        "(inc.corrector.coupling); on a held-out share of the noises (inc.corrector.heldout_fraction) the loss is "
        "recorded, or a score (inc.corrector.stop_on) stops training early and keeps the best state; the "
@@ -49,7 +49,7 @@ def body(args, params) -> dict:
     from pgraft.finetune.flow_objective import FlowMatchingObjective
     from pgraft.io import atomic_dir, read_npz
     from pgraft.metrics.distances import energy_distance
-    from pgraft.models.mlp import VelocityMLP
+    from pgraft.models import corrector
     from pgraft.samplers.flow import euler_sample
     from pgraft.seeds import seeded
     from pgraft.stages.common import save_model, set_threads
@@ -70,7 +70,7 @@ def body(args, params) -> dict:
     held, fit = noise[order[:num_held]], noise[order[num_held:]]
     gen = seeded(10, args.seed, args.n)
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
-    model = domain.place(VelocityMLP(list(domain.shape), cfg.hidden, cfg.layers))
+    model = domain.place(corrector.build(cfg, tuple(domain.shape)))
     stopper = None
     if num_held:
         if cfg.stop_on in ("loss", "none"):

@@ -20,7 +20,7 @@ def body(args, params) -> dict:
     from pgraft.io import read_json, write_json
     from pgraft.metrics.fid import fid_kid, to_uint8
     from pgraft.metrics.flops import flops_per_image
-    from pgraft.models.mlp import VelocityMLP
+    from pgraft.models import corrector
     from pgraft.samplers.flow import batched, composed_sample, euler_sample
     from pgraft.seeds import seeded
     from pgraft.stages.common import load_model, set_threads
@@ -45,7 +45,7 @@ def body(args, params) -> dict:
         out[f"base_n{n}"] = {**fid_kid(real, to_uint8(x), args.features), "flops_per_image": n * base_flops, "n": n}
     for n in inc.corrected_steps:
         corr_dir = Path(args.correctors_dir) / f"n{n}" / "corrector"
-        corr = domain.place(load_model(corr_dir, domain, build=lambda cfg: VelocityMLP(**cfg)))
+        corr = domain.place(load_model(corr_dir, domain, build=corrector.from_config))
         c_flops = flops_per_image(corr, x1, t1, 1)
         x = batched(lambda zb: composed_sample(corr, base, zb.to(device), inc.corrector_steps, n).cpu(), z,
                     inc.batch_size)

@@ -1,0 +1,49 @@
+"""scripts/inc_study.py: its corrector settings, the seed spread it prints beside single-seed cells, its report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("inc_study", ROOT / "scripts" / "inc_study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_corrector_settings_name_an_mlp_or_a_unet(study):
+    assert study.corrector_setting("256x3") == {"architecture": "mlp", "hidden": 256, "layers": 3}
+    unet = study.corrector_setting("unet16-32")
+    assert unet == {"architecture": "unet", "unet_channels": [16, 32]}
+    assert study.size_label(unet) == "unet16-32" and study.size_label(study.corrector_setting("128x2")) == "mlp128x2"
+    with pytest.raises(ValueError):
+        study.corrector_setting("wide")
+
+
+def test_seed_spread_is_the_std_of_paired_differences(study, tmp_path):
+    for seed, (d5, d10) in enumerate([(-1.0, 2.0), (1.0, 4.0), (3.0, 6.0)]):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "inc.json").write_text(json.dumps(
+            {"inc_n5": {"fid_minus_base": d5}, "inc_n10": {"fid_minus_base": d10}, "base_n5": {}}))
+    assert study.seed_spread(tmp_path) == pytest.approx({5: 2.0, 10: 2.0})
+    assert study.seed_spread(tmp_path / "absent") == {}
+
+
+def test_report_states_the_spread_and_each_cell_difference(study):
+    table = pd.DataFrame([{"n": 5, "num_inverted": "all", "coupling": c, "corrector": "mlp256x3", "step_cap": 2000,
+                           "base_fid": 20.0, "inc_fid": f, "fid_change_pct": 100 * (f - 20) / 20}
+                          for c, f in (("ot", 18.0), ("independent", 22.0))])
+    text = study.report(table, 100, {5: 3.5})
+    assert "standard deviation of 3.50 at n = 5" in text and "fid_minus_base" in text and "-2" in text
