@@ -11,6 +11,7 @@ Snakemake is `make repro`), and their ratios; the share of core time spent insid
 
     python benchmarks/pipeline.py            # a shrunk pipeline (one domain, 2 seeds): a few minutes
     python benchmarks/pipeline.py --full     # the default params.yaml: the whole default, four times (hours)
+    python benchmarks/pipeline.py --analyze DIR   # read a finished Snakemake run (e.g. `make repro` in DIR)
 """
 
 from __future__ import annotations
@@ -93,6 +94,48 @@ def smk_bodies(repo: Path) -> list[float]:
     return [float(m.group(1)) for log in (repo / "logs").rglob("*.log") for m in DONE.finditer(log.read_text())]
 
 
+STAMP = r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]\n"
+SMK_START = re.compile(STAMP + r"(?:local)?rule (\w+):\n(?:    .*\n)*?    log: (\S+)\n(?:    .*\n)*?    jobid: (\d+)")
+SMK_END = re.compile(STAMP + r"Finished jobid: (\d+)")
+
+
+def snakemake_jobs(repo: Path) -> list[dict]:
+    """Every job of a finished Snakemake run in `repo` (its newest log): rule, start and end (whole seconds, as
+    Snakemake logs them), and the body time its stage log reports (`done in X s`)."""
+    log = max((repo / ".snakemake" / "log").glob("*.log"), key=lambda f: f.stat().st_mtime).read_text()
+    when = lambda text: time.mktime(time.strptime(text, "%a %b %d %H:%M:%S %Y"))  # noqa: E731
+    ends = {int(m.group(2)): when(m.group(1)) for m in SMK_END.finditer(log)}
+    jobs = []
+    for m in SMK_START.finditer(log):
+        stage_log = repo / m.group(3)
+        done = DONE.search(stage_log.read_text()) if stage_log.exists() else None
+        job = int(m.group(4))
+        if job in ends and done:
+            jobs.append({"rule": m.group(2), "start": when(m.group(1)), "end": ends[job],
+                         "body": float(done.group(1))})
+    return jobs
+
+
+def analyze(repo: Path, cores: int) -> dict:
+    """What a finished Snakemake run (for example `make repro` in a fresh clone) spent: wall time, the share of
+    core time inside stage bodies, and per-job overhead (job wall − body: process start or fork, imports, params
+    validation, Snakemake's bookkeeping), overall and per rule."""
+    jobs = snakemake_jobs(repo)
+    wall = max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
+    over = [j["end"] - j["start"] - j["body"] for j in jobs]
+    by_rule: dict[str, list[float]] = {}
+    for j, o in zip(jobs, over):
+        by_rule.setdefault(j["rule"], []).append(o)
+    return {"jobs": len(jobs), "wall_min": round(wall / 60, 1),
+            "body_cpu_min": round(sum(j["body"] for j in jobs) / 60, 1),
+            "share_in_bodies": round(sum(j["body"] for j in jobs) / (wall * cores), 3),
+            "overhead_per_job_median_s": round(statistics.median(over), 2),
+            "overhead_per_job_mean_s": round(statistics.mean(over), 2),
+            "overhead_median_by_rule_s": {r: round(statistics.median(v), 2) for r, v in sorted(by_rule.items())},
+            "body_min_by_rule": {r: round(sum(j["body"] for j in jobs if j["rule"] == r) / 60, 2)
+                                 for r in sorted(by_rule)}}
+
+
 def empty_stage(repo: Path, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
@@ -106,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="the default params.yaml instead of the shrunk pipeline")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies (their paths are printed)")
+    ap.add_argument("--analyze", type=Path, metavar="REPO",
+                    help="only read a finished Snakemake run in REPO (e.g. `make repro` in a fresh clone): wall time, "
+                         "share in stage bodies, per-job overhead")
     args = ap.parse_args(argv)
+    if args.analyze:
+        print(json.dumps(analyze(args.analyze, len(os.sched_getaffinity(0))), indent=2))
+        return 0
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     if not args.full:
         raw = shrunk(raw)
