@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,9 @@ STEPS_N = (5, 10, 20, 40)
 COUPLINGS = ("ot", "independent")
 SIZES = ("128x2", "256x3", "512x4", "unet16-32")  # corrector MLP HIDDENxLAYERS, or a UNet's block widths
 STEP_CAPS = (2000, 6000)  # inc.corrector.steps; early stopping may end sooner
+
+
+CELL_KEYS = ["n", "num_inverted", "coupling", "corrector", "step_cap"]  # one row of study.csv per cell
 
 
 def size_label(setting: dict) -> str:
@@ -56,7 +60,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("results/studies/inc_study"))
     p.add_argument("--seed", type=int, default=100, help="selection seed (not among params.yaml's seeds)")
-    p.add_argument("--base", type=Path, help="an existing results/ directory holding digits_flow/{base,features}")
+    p.add_argument("--base", type=Path,
+                   help="the results/ directory of a run of this params.yaml: its digits_flow base and features are "
+                        "linked instead of trained, and its inversions of every image (--inverted all) reused")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--smoke", action="store_true",
                    help="one tiny setting at n = 5 (few inverted images, steps and samples): checks the plumbing")
@@ -107,6 +113,11 @@ def main() -> int:
         write_params(work / "params.yaml", cfg)
         for name in ("base", "features"):
             link(prep / "results" / DOMAIN / name, work / "results" / DOMAIN / name)
+        if args.base and m is None:  # every image inverted with params.yaml's settings: the default run's inversion
+            for stage_out in ("out", "metrics"):
+                rel = BY_NAME["invert"].output(stage_out).pattern.format(domain=DOMAIN, n=n)
+                if (args.base.parent / rel).exists():
+                    link(args.base.parent / rel, work / rel)
         inversions.append((n, m, work, cfg))
 
     def invert(job):
@@ -149,11 +160,25 @@ def main() -> int:
 
     with ThreadPoolExecutor(args.jobs) as pool:
         table = pd.DataFrame(list(pool.map(one, jobs)))
-    table.to_csv(out / "study.csv", index=False)
-    text = report(table, args.seed, seed_spread(Path("results/metrics") / DOMAIN))
-    (out / "study.md").write_text(text)
+    with open(out / ".lock", "w") as lock:  # invocations over other axes may finish at the same time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = merged(table, out / "study.csv")
+        table.to_csv(out / "study.csv", index=False)
+        text = report(table, args.seed, seed_spread(Path("results/metrics") / DOMAIN))
+        (out / "study.md").write_text(text)
     print(text)
     return 0
+
+
+def merged(table: pd.DataFrame, csv: Path) -> pd.DataFrame:
+    """This invocation's cells with those of earlier ones in `csv` (other axes); a cell run again is replaced."""
+    table = table.astype({"num_inverted": str})
+    if not csv.exists():
+        return table
+    earlier = pd.read_csv(csv, dtype={"num_inverted": str})
+    fresh = pd.MultiIndex.from_frame(table[CELL_KEYS])
+    keep = earlier[~pd.MultiIndex.from_frame(earlier[CELL_KEYS]).isin(fresh)]
+    return pd.concat([keep, table], ignore_index=True).sort_values(CELL_KEYS, ignore_index=True)
 
 
 def seed_spread(metrics: Path) -> dict[int, float]:

@@ -47,3 +47,13 @@ def test_report_states_the_spread_and_each_cell_difference(study):
                           for c, f in (("ot", 18.0), ("independent", 22.0))])
     text = study.report(table, 100, {5: 3.5})
     assert "standard deviation of 3.50 at n = 5" in text and "fid_minus_base" in text and "-2" in text
+
+
+def test_invocations_over_other_axes_are_merged_and_a_rerun_cell_replaced(study, tmp_path):
+    row = {"n": 5, "num_inverted": "all", "coupling": "ot", "corrector": "mlp256x3", "step_cap": 2000, "inc_fid": 1.0}
+    first = study.merged(pd.DataFrame([row, {**row, "corrector": "unet16-32", "inc_fid": 2.0}]), tmp_path / "s.csv")
+    first.to_csv(tmp_path / "s.csv", index=False)
+    second = study.merged(pd.DataFrame([{**row, "inc_fid": 3.0}, {**row, "coupling": "independent"}]),
+                          tmp_path / "s.csv")
+    got = {(r.coupling, r.corrector): r.inc_fid for r in second.itertuples()}
+    assert got == {("ot", "mlp256x3"): 3.0, ("ot", "unet16-32"): 2.0, ("independent", "mlp256x3"): 1.0}
