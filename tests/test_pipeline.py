@@ -85,3 +85,14 @@ def test_pipeline_dvc_drops_lock_entries_of_stages_dvc_yaml_no_longer_has(real_p
     before = lock.read_text()
     assert _write_dvc_yaml(real_params, tmp_path / "dvc.yaml", check=False) == 0
     assert lock.read_text() == before  # nothing stale: untouched
+
+
+def test_snakemake_runs_the_inc_chain_first(real_params):
+    """The INC chain is one long serial chain: its rules outrank the wide reward chain so that it does not run
+    alone at the end of a run on few cores (a scheduling choice only: the commands are unchanged)."""
+    from pgraft.pipeline.snakemake import Plan
+
+    priorities = {r.name: r.priority for r in Plan(real_params, ROOT).rules()}
+    assert {n for n, p in priorities.items() if p > 0} == {"pretrain_flow", "invert", "correct", "evaluate_flow"}
+    assert len(set(priorities.values())) == 2
+    assert "priority: r.priority" in (ROOT / "workflow" / "Snakefile").read_text()

@@ -24,6 +24,7 @@ class Rule:
     shell: str
     domains: list[str] | None
     local: bool
+    priority: int
 
 
 # how a training stage given several GPUs starts: one process per GPU, DDP (pgraft.finetune.parallel); every
@@ -109,7 +110,8 @@ class Plan:
         return [Rule(name=s.name, inputs=self._inputs(s),
                      outputs={p.option: (p.pattern, p.is_dir) for p in s.outputs},
                      params=self._params(s), log=s.log(), shell=SHELL,
-                     domains=domain_list(s, self.config) if s.domains else None, local=s.local)
+                     domains=domain_list(s, self.config) if s.domains else None, local=s.local,
+                     priority=s.priority)
                 for s in STAGES]
 
     def targets(self) -> list[str]:

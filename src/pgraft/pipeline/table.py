@@ -54,6 +54,9 @@ class Stage:
     #: a training stage (the one training loop or DDPO): given several GPUs, Snakemake starts it data-parallel
     #: under `accelerate launch` (pgraft.pipeline.snakemake)
     parallel: bool = False
+    #: Snakemake's priority for the stage's jobs: the INC chain (one long serial chain beside the wide reward
+    #: chain) goes first, so that it does not run alone at the end of a run on few cores
+    priority: int = 0
 
     def command(self, fmt) -> str:
         """The stage's command with `fmt(kind, text)` rendering each placeholder for an engine."""
@@ -103,6 +106,7 @@ def _evaluation(metrics_dir: str) -> tuple[Port, ...]:
             Port("gallery", f"{metrics_dir}/gallery.npz", "plain"))
 
 NETWORKS = ("device", "precision")  # where and in what precision a stage runs its networks
+INC_PRIORITY = 10  # the INC chain's Snakemake priority (Stage.priority)
 
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "pgraft.stages.validate", inputs=(Port(None, "params.yaml"),),
@@ -160,22 +164,22 @@ STAGES: tuple[Stage, ...] = (
           outputs=(Port("out", "results/{domain}/base", "dir"),
                    Port("metrics", "results/metrics/{domain}/pretrain.json", "plain"),
                    Port("features", "results/{domain}/features", "dir")),
-          params=(*NETWORKS, DOMAIN_PARAMS), parallel=True),
+          params=(*NETWORKS, DOMAIN_PARAMS), parallel=True, priority=INC_PRIORITY),
     Stage("invert", "pgraft.stages.invert", ("domain", "n"), "inc",
           inputs=(Port("model", "results/{domain}/base"),),
           outputs=(Port("out", "results/{domain}/inc/n{n}/inverted.npz"),
                    Port("metrics", "results/metrics/{domain}/inc/n{n}/invert.json", "plain")),
           params=("inc.num_inverted", "inc.iterations", "inc.tolerance", "inc.perturb", "inc.max_residual",
-                  "inc.roundtrip_threshold", "inc.batch_size", *NETWORKS, DOMAIN_PARAMS)),
+                  "inc.roundtrip_threshold", "inc.batch_size", *NETWORKS, DOMAIN_PARAMS), priority=INC_PRIORITY),
     Stage("correct", "pgraft.stages.correct", ("domain", "seed", "n"), "inc",
           inputs=(Port("inverted", "results/{domain}/inc/n{n}/inverted.npz"),),
           outputs=(Port("out", "results/{domain}/seed{seed}/inc/n{n}/corrector", "dir"),),
-          params=("inc.corrector", *NETWORKS, DOMAIN_PARAMS), parallel=True),
+          params=("inc.corrector", *NETWORKS, DOMAIN_PARAMS), parallel=True, priority=INC_PRIORITY),
     Stage("evaluate_flow", "pgraft.stages.evaluate_flow", ("domain", "seed"), "inc",
           inputs=(Port("model", "results/{domain}/base"), Port("features", "results/{domain}/features"),
                   Port("correctors-dir", "results/{domain}/seed{seed}/inc")),
           outputs=(Port("out", "results/metrics/{domain}/seed{seed}/inc.json", "plain"),),
-          params=("inc", *NETWORKS, DOMAIN_PARAMS)),
+          params=("inc", *NETWORKS, DOMAIN_PARAMS), priority=INC_PRIORITY),
     Stage("aggregate", "pgraft.stages.aggregate", local=True,
           inputs=(Port("metrics-dir", "results/metrics"),),
           outputs=(Port("out", "results/summary.csv", "plain"), Port("plots-dir", "results/plots", "plain", True),
