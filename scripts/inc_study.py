@@ -53,7 +53,10 @@ def corrector_setting(size: str) -> dict:
 def link(src: Path, dst: Path) -> None:
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.symlink_to(src.resolve())
+        try:
+            dst.symlink_to(src.resolve())
+        except FileExistsError:  # another invocation linked it first
+            pass
 
 
 def main() -> int:

@@ -152,7 +152,10 @@ def link(work: Path, source: Path, rels) -> None:
         dst = work / rel
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(source / rel)
+            try:
+                dst.symlink_to(source / rel)
+            except FileExistsError:  # a parallel job of the same run directory linked it first
+                pass
 
 
 class Times:

@@ -45,4 +45,7 @@ def link_inputs(work: Path, prep: Path, domain: str, seed: int) -> None:
         link = work / rel
         if not link.exists():
             link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(prep / rel)
+            try:
+                link.symlink_to(prep / rel)
+            except FileExistsError:  # a parallel job of the same directory linked it first
+                pass
