@@ -133,14 +133,19 @@ def merge(raw: dict, over: dict) -> None:
             raw[key] = copy.deepcopy(value)
 
 
+_PARAMS_LOCK = threading.Lock()  # parallel jobs of one directory (the pool's seeds) write the same params.yaml
+
+
 def write_params(path: Path, raw: dict) -> None:
     """Write a directory's params.yaml; a directory made under other params is emptied first."""
     text = yaml.safe_dump(raw, sort_keys=False)
-    if path.exists() and path.read_text() != text:
-        print(f"{path}: params changed, its outputs are made again", flush=True)
-        shutil.rmtree(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    with _PARAMS_LOCK:  # else one job may read the file half-written by another and empty the directory under it
+        if path.exists() and path.read_text() != text:
+            print(f"{path}: params changed, its outputs are made again", flush=True)
+            shutil.rmtree(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(text)
 
 
 def outputs_exist(stage: str, cwd: Path, point: dict) -> bool:
