@@ -101,6 +101,20 @@ def test_snakemake_run_matches_dvc_run(engine_runs):
 
 
 @pytest.mark.slow
+def test_make_repro_leaves_both_engines_with_nothing_to_do(engine_runs):
+    """`make repro` after its Snakemake run: `dvc commit` (which rewrites cached outputs in its own order) and
+    `snakemake --touch`; then neither engine plans any work."""
+    _, repo = engine_runs
+    make = (ROOT / "Makefile").read_text()
+    assert "dvc commit --force --quiet\n" in make and "snakemake --profile workflow/profiles/local --touch" in make
+    _run([f"{BIN}/dvc", "commit", "--force", "--quiet"], repo)
+    _run([f"{BIN}/snakemake", "--profile", "workflow/profiles/local", "--touch", "--quiet", "all"], repo)
+    planned = _run([f"{BIN}/snakemake", "-n", "--profile", "workflow/profiles/local"], repo)
+    assert "Nothing to be done" in planned, planned[-2000:]
+    assert "up to date" in _run([f"{BIN}/dvc", "status"], repo)
+
+
+@pytest.mark.slow
 def test_dvc_exp_run_with_set_param(engine_runs):
     repo, _ = engine_runs
     _run(["git", "add", "-A"], repo)
