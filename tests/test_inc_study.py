@@ -57,3 +57,18 @@ def test_invocations_over_other_axes_are_merged_and_a_rerun_cell_replaced(study,
                           tmp_path / "s.csv")
     got = {(r.coupling, r.corrector): r.inc_fid for r in second.itertuples()}
     assert got == {("ot", "mlp256x3"): 3.0, ("ot", "unet16-32"): 2.0, ("independent", "mlp256x3"): 1.0}
+
+
+def test_evaluation_of_a_chosen_cell_pairs_base_and_inc_by_seed(study, tmp_path):
+    def write(root, seed, base, inc):
+        (root / f"seed{seed}").mkdir(parents=True)
+        (root / f"seed{seed}" / "inc.json").write_text(json.dumps(
+            {"base_n5": {"fid": base, "kid": 1.0}, "inc_n5": {"fid": inc, "kid": 0.5}}))
+
+    for seed, (base, inc) in enumerate([(20.0, 15.0), (22.0, 18.0), (18.0, 12.0)]):
+        write(tmp_path / "out" / "evaluation" / "unet16-32_s2000", seed, base, inc)
+        write(tmp_path / "default", seed, base, base + 1.0)
+    text = study.evaluation(tmp_path / "out", tmp_path / "default")
+    assert "| unet16-32_s2000 | 5 | [0, 1, 2] | 20.00 | 15.00 | -5 [" in text and "-25 %" in text
+    assert "| the default's (params.yaml) | 5 | [0, 1, 2] | 20.00 | 21.00 | +1 " in text
+    assert study.evaluation(tmp_path / "nothing", tmp_path / "default") == ""
