@@ -98,7 +98,7 @@ def main() -> int:
         raw["inc"].update(num_samples=200, iterations=10, max_residual=1.0, roundtrip_threshold=1.0)
         raw["inc"]["corrector"].update(eval_every=20, patience=2, batch_size=16)
         raw[DOMAIN].setdefault("pretrain", {})["steps"] = 20
-    out = args.out.resolve()
+    out = (args.out / "smoke" if args.smoke else args.out).resolve()  # a smoke run never merges into the study
     prep = out / "prep"
     write_params(prep / "params.yaml", raw)
     point = {"domain": DOMAIN}
