@@ -102,7 +102,8 @@ SMK_END = re.compile(STAMP + r"Finished jobid: (\d+)")
 def snakemake_jobs(repo: Path) -> list[dict]:
     """Every job of a finished Snakemake run in `repo` (its newest log): rule, start and end (whole seconds, as
     Snakemake logs them), and the body time its stage log reports (`done in X s`)."""
-    log = max((repo / ".snakemake" / "log").glob("*.log"), key=lambda f: f.stat().st_mtime).read_text()
+    logs = sorted((repo / ".snakemake" / "log").glob("*.log"), key=lambda f: f.stat().st_mtime)
+    log = next((t for t in map(Path.read_text, reversed(logs)) if "Finished jobid" in t), "")  # not a --touch run
     when = lambda text: time.mktime(time.strptime(text, "%a %b %d %H:%M:%S %Y"))  # noqa: E731
     ends = {int(m.group(2)): when(m.group(1)) for m in SMK_END.finditer(log)}
     jobs = []
