@@ -42,9 +42,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -56,6 +54,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pgraft.pipeline.studies import command, run
 from pgraft.pipeline.table import BY_NAME
 
 VERDICT_COLOURS = {"win": "#4daf4a", "tie": "#bdbdbd", "loss": "#e41a1c", "n/a": "#ffffff"}
@@ -87,11 +86,6 @@ class Run:
 
 # ---- running the stages ------------------------------------------------------------------------------------------
 
-def command(stage: str, params: dict, **point) -> list[str]:
-    """The stage's command at one matrix point, exactly as both engines run it."""
-    return [sys.executable, *BY_NAME[stage].command_at(params, point).split()[1:]]
-
-
 def probe_command(domain: str, seed: int) -> list[str]:
     return [sys.executable, "-m", PROBE, "--domain", domain, "--seed", str(seed), "--model", f"results/{domain}/base",
             "--samples", f"results/{domain}/seed{seed}/samples.npz",
@@ -100,20 +94,6 @@ def probe_command(domain: str, seed: int) -> list[str]:
 
 def probe_path(domain: str, seed: int) -> str:
     return f"results/metrics/{domain}/seed{seed}/probe.json"
-
-
-def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a command in `cwd` (its log appended to cwd/study.log); return its wall-clock and CPU seconds (of this
-    process: under `pgraft warm` a stage runs in the warm server's child, and only its wall-clock counts)."""
-    env = {**os.environ, "PGRAFT_THREADS": "1"}
-    log = cwd / "study.log"
-    start = time.perf_counter()
-    with open(log, "a") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}; see {log}")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
 def set_key(raw: dict, key: str, value) -> None:
