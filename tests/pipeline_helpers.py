@@ -135,3 +135,15 @@ def project_copy(dst: Path, params: dict | None) -> Path:
     run_cmd([f"{BIN}/dvc", "init", "-q"], dst)
     run_cmd([f"{BIN}/dvc", "config", "core.analytics", "false"], dst)
     return dst
+
+
+def study_script(name: str):
+    """Yield scripts/<name>.py imported as module `name` (a study script has no package); unregister it after."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)

@@ -3,27 +3,19 @@ reported on the evaluation seeds, and the best-k predictor, on synthetic data (n
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pgraft.report import best_k
+from pipeline_helpers import study_script
 
-ROOT = Path(__file__).resolve().parents[1]
+from pgraft.report import best_k
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("regime_map", ROOT / "scripts" / "regime_map.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from study_script("regime_map")
 
 
 def test_verdict(study):
