@@ -48,6 +48,7 @@ def tiny(raw: dict) -> dict:
     figures."""
     p = shrink(raw)
     p["domains"] = ["gaussian"]
+    p.pop("regime_map", None)  # a study's grid, not a pipeline sweep: its defaults stand
     for section in p.values():
         if isinstance(section, dict) and isinstance(section.get("domains"), list):
             section["domains"] = []
