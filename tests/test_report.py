@@ -88,6 +88,21 @@ def test_best_k_is_the_partial_k_with_largest_mean_reward():
     assert tables.best_k(ev[ev["k"].isin([0, 4])], 4) == 4  # no 0 < k < N: GRAFT
 
 
+def test_best_k_per_seed_is_chosen_without_that_seed():
+    # k = 1 wins on seed 0 alone; without seed 0 k = 2 wins, without seed 1 or 2 k = 1 does
+    ev = evaluated({(1, 10, "reward_mean"): [9.0, 0.0, 0.0], (2, 10, "reward_mean"): [1.0, 2.0, 2.0],
+                    (4, 10, "reward_mean"): [5.0, 5.0, 5.0]})
+    assert tables.best_k_per_seed(ev, 4) == {0: 2, 1: 1, 2: 1}
+    assert tables.best_k_label({0: 2, 1: 1, 2: 1}) == "best k = 1 for 2 seeds, 2 for 1 seed"
+    assert tables.best_k_label({0: 2, 1: 2}) == "best k = 2"
+    assert tables.best_k_per_seed(ev[ev["seed"] == 0], 4) == {0: 1}  # one seed: chosen on itself
+    dd = tidy(("ddpo", 0, 4, 32, "reward_mean", 1.0))
+    c = tables.comparison(pd.concat([ev, dd], ignore_index=True), 4)
+    label, rows = c.rows[3]
+    assert label == "P-GRAFT (best k = 1 for 2 seeds, 2 for 1 seed)"
+    assert sorted(zip(rows["seed"], rows["k"], rows["value"])) == [(0, 2, 1.0), (1, 1, 0.0), (2, 1, 0.0)]
+
+
 def comparison_frame() -> pd.DataFrame:
     ev = evaluated({(0, 5, "reward_mean"): [0.0, 0.0], (0, 10, "reward_mean"): [2.0, 2.0],
                     (2, 10, "reward_mean"): [3.0, 5.0], (4, 10, "reward_mean"): [3.0, 3.0],
@@ -99,7 +114,7 @@ def comparison_frame() -> pd.DataFrame:
 
 def test_ddpo_comparison_table():
     c = tables.comparison(comparison_frame(), 4)
-    assert (c.budget, c.last, c.best_k) == (10, 32, 2)  # largest budget, last DDPO checkpoint, the only partial k
+    assert (c.budget, c.last, c.best_ks) == (10, 32, {0: 2, 1: 2})  # largest budget, last DDPO checkpoint, the only partial k
     assert [label for label, _ in c.rows] == ["base (k = 0)", "DDPO (32 reward evaluations)", "GRAFT (k = 4)",
                                              "P-GRAFT (best k = 2)"]
     t = tables.comparison_table(c).set_index("method")

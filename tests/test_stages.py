@@ -137,3 +137,25 @@ def test_finetune_with_several_graft_rounds(pipeline, monkeypatch, domain):
         assert (work / out / f"b{b}.safetensors").exists()
     one = (work / f"results/{domain}/seed0/k2/finetuned/b10.safetensors").read_bytes()
     assert (work / out / "b10.safetensors").read_bytes() != one
+
+
+def test_pretrain_trains_independent_bases_and_each_seed_uses_its_own(pipeline, tmp_path):
+    import torch
+
+    from pgraft.checkpoints import base_name
+    from pgraft.io import load_weights, write_json
+
+    work, params = pipeline
+    base = work / "results/gaussian/base"
+    assert params["base_models"] == 2 and json.loads((base / "config.json").read_text())["base_models"] == 2
+    a, b = (load_weights(base / f"{n}.safetensors") for n in ("model", "model_base1"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)  # trained apart
+    pre = json.loads((work / "results/metrics/gaussian/pretrain.json").read_text())
+    assert np.isfinite([pre["final_loss"], pre["final_loss_base1"]]).all() and pre["base_models"] == 2
+    assert [base_name(base, s) for s in range(5)] == ["model", "model_base1", "model", "model_base1", "model"]
+    flow = json.loads((work / "results/digits_flow/base/config.json").read_text())
+    assert flow.get("base_models", 1) == 1  # a flow domain has one base (INC inverts it once)
+    single = tmp_path / "single"
+    single.mkdir()
+    write_json(single / "config.json", {"domain": "gaussian"})  # written before base_models existed: one base
+    assert base_name(single, 3) == "model"

@@ -14,6 +14,19 @@ def save_model(out_dir: Path, model, domain: str, name: str = "model", meta: dic
     write_json(out_dir / "config.json", {"domain": domain, "model": model.config, **(meta or {})})
 
 
+def base_name(model_dir: Path, seed: int) -> str:
+    """The weights file (without .safetensors) of the base model that `seed` uses: base `seed mod base_models`,
+    the count recorded in the directory's config.json by pretrain (`model` is base 0, `model_base<b>` base b)."""
+    count = int(read_json(Path(model_dir) / "config.json").get("base_models", 1))
+    b = seed % count
+    return "model" if b == 0 else f"model_base{b}"
+
+
+def load_base(model_dir: Path, domain, seed: int):
+    """The base model of one seed from a pretrain directory (one base, or several independently trained ones)."""
+    return load_model(model_dir, domain, name=base_name(model_dir, seed))
+
+
 def load_model(model_dir: Path, domain, name: str = "model", build=None):
     """Build the domain's network (or `build(config)`) from `config.json`, load `name`.safetensors (no pickle)."""
     model_dir = Path(model_dir)

@@ -235,6 +235,10 @@ class SharedParams(Strict):
     #: domains run INC; `ddpo.domains` and `inc.domains` default to those of this list
     domains: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
+    #: independently pretrained base models per diffusion domain: seed s fine-tunes and evaluates base
+    #: s mod base_models, so the spread over seeds includes the spread over base models (docs/METHOD.md §6); all
+    #: are trained whatever the seeds, so adding a seed never retrains a base
+    base_models: int = Field(2, ge=1)
     #: where every stage runs the networks: auto (CUDA when torch.cuda.is_available()) | cpu | cuda (README "GPUs");
     #: cuda without a CUDA device fails when a stage starts, naming this key
     device: Literal["auto", "cpu", "cuda"] = "cpu"

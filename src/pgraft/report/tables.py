@@ -119,13 +119,32 @@ def best_k(at_budget: pd.DataFrame, n: int) -> int:
     return int(partial.groupby("k")["value"].mean().idxmax()) if len(partial) else n
 
 
+def best_k_per_seed(at_budget: pd.DataFrame, n: int) -> dict[int, int]:
+    """Per seed, P-GRAFT's best k chosen without that seed: `best_k` over the other seeds (leave-one-seed-out,
+    docs/METHOD.md §6), so no reported value takes part in its own selection. A single seed has no other seeds
+    and is chosen on itself."""
+    seeds = sorted(int(s) for s in at_budget["seed"].unique())
+    if len(seeds) == 1:
+        return {seeds[0]: best_k(at_budget, n)}
+    return {s: best_k(at_budget[at_budget["seed"] != s], n) for s in seeds}
+
+
+def best_k_label(ks: dict[int, int]) -> str:
+    """'best k = 15', or 'best k = 15 for 4 seeds, 10 for 1' when the leave-one-seed-out choices differ."""
+    counts = pd.Series(list(ks.values())).value_counts()
+    if len(counts) == 1:
+        return f"best k = {counts.index[0]}"
+    parts = [f"{k} for {c} seed{'s' if c > 1 else ''}" for k, c in counts.items()]
+    return "best k = " + ", ".join(parts)
+
+
 @dataclass
 class Comparison:
     """Base, DDPO, GRAFT and P-GRAFT at its best k, for one domain with DDPO rows."""
 
     budget: int  # the largest fine-tuning budget (GRAFT / P-GRAFT)
     last: int  # DDPO's largest checkpoint, in reward evaluations
-    best_k: int
+    best_ks: dict  # seed -> P-GRAFT's k for that seed, chosen on the other seeds (best_k_per_seed)
     rows: list  # (label, that method's summary rows)
     metrics: list  # (metric, label) present in the evaluations
     base: dict  # metric -> the base model's mean
@@ -140,14 +159,15 @@ def comparison(table: pd.DataFrame, n: int) -> Comparison:
     ev, dd = table[table["kind"] == "evaluate"], table[table["kind"] == "ddpo"]
     b, last = int(ev["budget"].max()), int(dd["budget"].max())
     at_b = ev[ev["budget"] == b]
-    k = best_k(at_b, n)
+    ks = best_k_per_seed(at_b, n)
+    chosen = pd.concat([at_b[(at_b["seed"] == s) & (at_b["k"] == k)] for s, k in ks.items()])
     rows = [("base (k = 0)", at_b[at_b["k"] == 0]), (f"DDPO ({last} reward evaluations)", dd[dd["budget"] == last]),
-            (f"GRAFT (k = {n})", at_b[at_b["k"] == n]), (f"P-GRAFT (best k = {k})", at_b[at_b["k"] == k])]
+            (f"GRAFT (k = {n})", at_b[at_b["k"] == n]), (f"P-GRAFT ({best_k_label(ks)})", chosen)]
     metrics = [(m, label) for m, label in COMPARISON_METRICS if m in set(ev["metric"])]
     base = {m: rows[0][1][rows[0][1]["metric"] == m]["value"].mean() for m, _ in metrics}
     evals = ev[(ev["metric"] == "reward_evaluations") & (ev["k"] == n)]["value"]
     flops = table[(table["kind"] == "pretrain") & (table["metric"] == "flops_per_sample")]["value"]
-    return Comparison(b, last, k, rows, metrics, base, evals, flops, ev["seed"].nunique(), n)
+    return Comparison(b, last, ks, rows, metrics, base, evals, flops, ev["seed"].nunique(), n)
 
 
 def comparison_table(c: Comparison) -> pd.DataFrame:
@@ -169,7 +189,7 @@ def comparison_paired(c: Comparison) -> pd.DataFrame:
     (_, base), *others = c.rows
     contrasts = [(f"{label} − base", d, base) for label, d in others]
     (graft_label, graft), (pgraft_label, pgraft) = c.rows[2], c.rows[3]
-    if c.best_k != c.steps:
+    if any(k != c.steps for k in c.best_ks.values()):
         contrasts.append((f"{pgraft_label} − {graft_label}", pgraft, graft))
     out = []
     for contrast, a, b in contrasts:
@@ -189,8 +209,8 @@ def comparison_markdown(c: Comparison, domain: str) -> str:
              "evaluations"
              + (f" (sampler cost of the scored samples: {c.last * c.flops.mean():.3g} FLOPs for every method)"
                 if len(c.flops) else "") + ". "
-             "In brackets: change of the mean relative to the base, in %. P-GRAFT's k is the best by mean training "
-             "reward.", "", "| method " + header, rule]
+             "In brackets: change of the mean relative to the base, in %. P-GRAFT's k is, for each seed, the best by "
+             "mean training reward over the other seeds (leave-one-seed-out: no reported value selected itself).", "", "| method " + header, rule]
     t = comparison_table(c)
     for label, _ in c.rows:
         d = t[t["method"] == label]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pgraft.checkpoints import load_model, save_model  # noqa: F401 (the stages import them from here)
+from pgraft.checkpoints import base_name, load_base, load_model, save_model  # noqa: F401 (the stages import them from here)
 from pgraft.config import Params, load_params
 from pgraft.devices import is_main_process
 from pgraft.errors import ArtifactError, ConfigError, StageError

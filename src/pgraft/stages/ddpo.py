@@ -23,7 +23,7 @@ def body(args, params) -> dict:
     from pgraft.finetune.ddpo import train_ddpo
     from pgraft.io import write_json
     from pgraft.seeds import numpy_rng, seeded
-    from pgraft.stages.common import auxiliary_dir, load_model, main_output, save_model, set_threads
+    from pgraft.stages.common import auxiliary_dir, load_base, main_output, save_model, set_threads
     from pgraft.workflows.scoring import score
 
     set_threads()
@@ -34,7 +34,7 @@ def body(args, params) -> dict:
         raise StageError(f"DDPO needs a stochastic DDIM sampler: params sampler.name={params.sampler.name!r}, "
                          f"sampler.eta={params.sampler.eta} (expected ddim with eta > 0)")
     domain = domains.build(args.domain, params)
-    base = domain.place(load_model(args.model, domain))
+    base = domain.place(load_base(args.model, domain, args.seed))
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     pool = domain.prompts("train")

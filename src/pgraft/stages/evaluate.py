@@ -20,14 +20,14 @@ def body(args, params) -> dict:
     from pgraft import domains
     from pgraft.io import read_json, read_npz, read_table, write_json, write_npz
     from pgraft.metrics.distances import DISTANCES
-    from pgraft.stages.common import auxiliary_dir, build_rule, load_model, set_threads
+    from pgraft.stages.common import auxiliary_dir, build_rule, load_base, load_model, set_threads
     from pgraft.workflows.artifacts import check_samples
     from pgraft.workflows.evaluation import evaluate_budgets
     from pgraft.workflows.finetuning import LOSS_HISTORY_FILE
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = domain.place(load_model(args.model, domain))
+    base = domain.place(load_base(args.model, domain, args.seed))
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     rule = build_rule(params, args.domain)

@@ -26,13 +26,13 @@ def body(args, params) -> dict:
     from pgraft.samplers.levels import NoiseLevels
     from pgraft.samplers.stitched import method
     from pgraft.seeds import seeded
-    from pgraft.stages.common import auxiliary_dir, build_rule, load_model, save_model, set_threads
+    from pgraft.stages.common import auxiliary_dir, build_rule, load_base, save_model, set_threads
     from pgraft.workflows import finetuning as fine
     from pgraft.workflows.artifacts import check_samples, training_key
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = domain.place(load_model(args.model, domain))  # fine-tuned copies train on the same device
+    base = domain.place(load_base(args.model, domain, args.seed))  # fine-tuned copies train on the same device
     ft = params.finetune_for(args.domain)
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, domain)
@@ -103,9 +103,10 @@ def _fingerprint(params, args) -> str:
     from pathlib import Path
 
     from pgraft.io import file_digest
+    from pgraft.stages.common import base_name
 
     parts = {"finetune": params.finetune_for(args.domain).model_dump(mode="json"), "k": args.k, "seed": args.seed,
-             "domain": args.domain, "model": file_digest(Path(args.model) / "model.safetensors"),
+             "domain": args.domain, "model": file_digest(Path(args.model) / f"{base_name(args.model, args.seed)}.safetensors"),
              "samples": file_digest(args.samples), "selection": file_digest(args.selection)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -18,7 +18,7 @@ def body(args, params) -> dict:
     from pgraft.finetune.probe import probe
     from pgraft.io import read_npz, read_table, write_json
     from pgraft.samplers.levels import NoiseLevels
-    from pgraft.stages.common import load_model, set_threads
+    from pgraft.stages.common import load_base, set_threads
     from pgraft.workflows.artifacts import check_samples
     from pgraft.workflows.finetuning import training_data
 
@@ -26,7 +26,7 @@ def body(args, params) -> dict:
     cfg = params.regime_map.probe
     ft = params.finetune_for(args.domain)
     domain = domains.build(args.domain, params)
-    base = domain.place(load_model(args.model, domain))
+    base = domain.place(load_base(args.model, domain, args.seed))
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, domain)
     keep = read_table(args.selection, columns=("index", "keep")).sort_values("index")["keep"].to_numpy(dtype=bool)

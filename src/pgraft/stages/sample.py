@@ -18,14 +18,14 @@ def body(args, params) -> dict:
     from pgraft.io import write_json, write_npz
     from pgraft.samplers.rollout import sample_in_batches
     from pgraft.seeds import seeded
-    from pgraft.stages.common import load_model, set_threads
+    from pgraft.stages.common import load_base, set_threads
     from pgraft.workflows.artifacts import state_key
     from pgraft.workflows.grs_round import draw_groups
     from pgraft.workflows.scoring import conditions
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = domain.place(load_model(args.model, domain))  # on params `device`: each batch stays there
+    base = domain.place(load_base(args.model, domain, args.seed))  # on params `device`: each batch stays there
     schedule = domain.schedule(params.sampler)
     m = params.group_size(args.domain)
     n = params.sample.num_groups * m

@@ -21,14 +21,14 @@ def body(args, params) -> dict:
     from pgraft.metrics.conditional_variance import bootstrap, mean_interval
     from pgraft.samplers.continuation import continue_from
     from pgraft.seeds import numpy_rng, seeded
-    from pgraft.stages.common import auxiliary_dir, load_model, set_threads
+    from pgraft.stages.common import auxiliary_dir, load_base, set_threads
     from pgraft.workflows.artifacts import check_samples, state_key
     from pgraft.workflows.scoring import score_finite
 
     set_threads()
     cfg = params.variance
     domain = domains.build(args.domain, params)
-    base = domain.place(load_model(args.model, domain))  # on params `device`: continuations stay there
+    base = domain.place(load_base(args.model, domain, args.seed))  # on params `device`: continuations stay there
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     n_steps = params.sampler.num_steps
