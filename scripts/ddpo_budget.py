@@ -353,9 +353,19 @@ def report(table: pd.DataFrame, chosen: pd.DataFrame, *, seed: int, rule: str, k
     return "\n".join(lines)
 
 
-def figure(table: pd.DataFrame, path: Path) -> None:
-    """Per domain: training-prompt reward against reward evaluations (log2) and against training FLOPs, mean over
-    the evaluation seeds with its 95 % t band per method."""
+def reward_label(raw: dict, domain: str) -> str:
+    """The y label of a domain's reward: what it measures, and for a prompt-conditioned domain, on which prompts."""
+    from pgraft.config import parse_params
+    from pgraft.domains import REGISTRY
+    from pgraft.report.labels import words
+
+    text = f"{domain}: " + words(parse_params(raw), domain).reward_axis
+    return text + (", training prompts" if REGISTRY.get(domain).conditional else "")
+
+
+def figure(table: pd.DataFrame, path: Path, labels: dict[str, str]) -> None:
+    """Per domain: reward (training prompts where there are prompts) against reward evaluations (log2) and against
+    training FLOPs, mean over the evaluation seeds with its 95 % t band per method; `labels`: domain -> y label."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -377,7 +387,7 @@ def figure(table: pd.DataFrame, path: Path) -> None:
         base = table[(table["domain"] == d) & (table["role"] == "evaluation")]["base_reward_mean"].mean()
         for ax in row:
             ax.axhline(base, color="grey", ls=":", lw=1, label="base")
-            ax.set_ylabel(f"{d}: reward (training prompts)")
+            ax.set_ylabel(labels[d], fontsize=8)
             ax.legend(fontsize=8)
         row[0].set_xscale("log", base=2)
         row[0].set_xlabel("reward evaluations")
@@ -464,7 +474,7 @@ def main() -> int:
     table.to_csv(out / "ddpo_budget.csv", index=False)
     text = report(table, chosen, seed=args.seed, rule=args.select, k=args.k, steps_per_round=args.steps_per_round)
     (out / "ddpo_budget.md").write_text(text + "\n")
-    figure(table, out / "ddpo_budget.png")
+    figure(table, out / "ddpo_budget.png", {d: reward_label(raw, d) for d in args.domains})
     print(text)
     return 0
 

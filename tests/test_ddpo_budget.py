@@ -65,5 +65,11 @@ def test_report_and_figure(study, tmp_path):
     assert "| DDPO | 64 | 4.1e+09 | 0.6017 [0.583, 0.621] |" in text
     assert "| GRAFT − DDPO | | | +0.25 [0.25, 0.25], p < 0.001" in text
     assert "| digits_t2i | P-GRAFT | a | 0.8600 |" in text
-    study.figure(table, tmp_path / "f.png")
+    study.figure(table, tmp_path / "f.png", {"digits_t2i": "digits reward"})
     assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_reward_label_names_prompts_only_where_there_are_prompts(study, real_params):
+    gaussian = study.reward_label(real_params, "gaussian")
+    assert gaussian.startswith("gaussian: mean ") and "prompts" not in gaussian
+    assert study.reward_label(real_params, "digits_t2i").endswith(", training prompts")
