@@ -129,3 +129,20 @@ def test_inc_table_pairs_inc_with_the_base_at_n_and_2n_for_fid_and_kid():
         same, oracle_paired(kid[("inc", 5)], kid[("base", 5)]), oracle_paired(fid[("inc", 5)], fid[("base", 10)]))]
     row = next(line for line in md.splitlines() if line.startswith("| 5 | "))
     assert row.split(" | ")[4:6] == cells[:2] and row.split(" | ")[7] == cells[2]
+
+
+def test_between_bases_is_welch_over_each_base_models_seeds():
+    t = summary()
+    ev = t[t["kind"] == "evaluate"]
+    got = tables.between_bases(ev, 2).set_index(["k", "base"])
+    for k in (0, 2, 4):
+        v = np.asarray(VALUES[(k, 10, "reward_mean")])
+        b0, b1 = v[[0, 2, 4]], v[[1, 3]]  # SEEDS 0-4: seed s uses base s mod 2
+        assert got.loc[(k, 0), "mean"] == pytest.approx(b0.mean()) and got.loc[(k, 0), "seeds"] == [0, 2, 4]
+        r = st.ttest_ind(b1, b0, equal_var=False)
+        ci = r.confidence_interval()
+        assert got.loc[(k, 1), ["diff", "lo", "hi", "p"]].tolist() == pytest.approx(
+            [b1.mean() - b0.mean(), ci.low, ci.high, r.pvalue])
+    md = tables.domain_markdown(ev, t[t["kind"] == "reference"], "toy", base_models=2)
+    assert "## Between base models" in md and "| k | base 0 (seeds 0, 2, 4) | base 1 (seeds 1, 3) | base 1 − base 0 |" in md
+    assert "Between base models" not in tables.domain_markdown(ev, t[t["kind"] == "reference"], "toy")

@@ -190,7 +190,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("figures", "pgraft.stages.figures", local=True,
           inputs=(Port("summary", "results/summary.csv"), Port("galleries", "results/galleries.npz")),
           outputs=(Port("out", "results/figures", "plain", True),),
-          params=("domains", "seeds", "truncation_grid", "sampler.num_steps", "ddpo.domains", "plugins", "*")),
+          params=("domains", "seeds", "base_models", "truncation_grid", "sampler.num_steps", "ddpo.domains", "plugins",
+                  "*")),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

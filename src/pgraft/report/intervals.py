@@ -40,6 +40,23 @@ def paired(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int, float]
     return mean, lo, hi, n, p
 
 
+def welch(a, b) -> tuple[float, float, float, float]:
+    """(diff, lo, hi, p) of mean(a) − mean(b) for two independent groups of per-seed values: Welch's 95 % t interval
+    and two-sided t test (unequal variances; NaN bounds and p when a group has fewer than 2 finite values)."""
+    x, y = (np.asarray(v, dtype=float) for v in (a, b))
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if not len(x) or not len(y):
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    diff = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return diff, float("nan"), float("nan"), float("nan")
+    with warnings.catch_warnings():  # no spread in either group: scipy warns, the interval collapses or is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = st.ttest_ind(x, y, equal_var=False)
+        ci = r.confidence_interval()
+    return diff, float(ci.low), float(ci.high), float(r.pvalue)
+
+
 def cell(mean: float, lo: float, hi: float, bound_digits: int = 3) -> str:
     """`0.8833 [0.829, 0.938]`: the mean (4 significant digits) and its interval (bound_digits); the mean alone
     without bounds (one seed), "–" without a value."""

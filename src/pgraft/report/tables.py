@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pgraft.report.intervals import cell, diff_cell, paired, t_interval
+from pgraft.report.intervals import cell, diff_cell, paired, t_interval, welch
 from pgraft.report.labels import DISTANCES as DISTANCE_NAMES
 from pgraft.report.labels import ENERGY_NOTE
 
@@ -74,9 +74,49 @@ def paired_vs_graft(ev: pd.DataFrame, metrics=PAIRED_METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["k", "budget", "metric", "diff", "lo", "hi", "n", "p"])
 
 
-def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), distance: str = "energy") -> str:
+def between_bases(ev: pd.DataFrame, base_models: int, metric: str = "reward_mean") -> pd.DataFrame:
+    """Per k at the largest budget (the base model, k = 0, at its own): the mean of `metric` over the seeds of each
+    base model (seed s uses base s mod base_models) and each base b > 0 minus base 0 with Welch's 95 % interval
+    and p (unpaired: the two groups are different seeds). Columns k, base, seeds, mean, diff, lo, hi, p."""
+    b_max = ev["budget"].max()
+    rows = []
+    for k, d in _one_base(ev).groupby("k"):
+        d = d[(d["metric"] == metric) & ((d["budget"] == b_max) | (k == 0))]
+        groups = {b: d[d["seed"] % base_models == b] for b in range(base_models)}
+        for b, g in groups.items():
+            diff, lo, hi, p = (welch(g["value"], groups[0]["value"]) if b else (float("nan"),) * 4)
+            rows.append({"k": k, "base": b, "seeds": sorted(int(s) for s in g["seed"]), "mean": g["value"].mean(),
+                         "diff": diff, "lo": lo, "hi": hi, "p": p})
+    return pd.DataFrame(rows, columns=["k", "base", "seeds", "mean", "diff", "lo", "hi", "p"])
+
+
+def between_bases_markdown(ev: pd.DataFrame, base_models: int) -> list[str]:
+    """The section of <domain>_table.md on the base models (nothing with one base model)."""
+    if base_models < 2:
+        return []
+    t = between_bases(ev, base_models)
+    kmax, b_max = ev["k"].max(), int(ev["budget"].max())
+    first = t[t["k"] == t["k"].min()]
+    heads = [f"base {int(r['base'])} (seeds {', '.join(map(str, r['seeds']))})" for _, r in first.iterrows()]
+    diffs = [f"base {b} − base 0" for b in range(1, base_models)]
+    lines = ["", "## Between base models", "",
+             f"Seed s fine-tunes base model s mod {base_models}, each pretrained independently, so the intervals "
+             f"above include the spread between base models. reward_mean per base model (mean over its seeds; "
+             f"budget {b_max}, the base model k = 0 has none) and each base minus base 0 with Welch's 95 % t "
+             "interval and p (unpaired: different seeds; few seeds per base, so wide).", "",
+             "| k | " + " | ".join(heads + diffs) + " |", "|---|" + "---|" * (len(heads) + len(diffs))]
+    for k, d in t.groupby("k"):
+        means = [f"{v:.4g}" for v in d["mean"]]
+        cells = [diff_cell(r["diff"], r["lo"], r["hi"], r["p"]) for _, r in d[d["base"] > 0].iterrows()]
+        lines.append(f"| {_k_cell(k, kmax)} | " + " | ".join(means + cells) + " |")
+    return lines
+
+
+def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), distance: str = "energy",
+                    base_models: int = 1) -> str:
     """<domain>_table.md: metrics per (k, budget) with the base (k = 0, no budget) in one row, then the paired
-    comparison against GRAFT; `distance` (params evaluate.distance) names dist_target and dist_base."""
+    comparison against GRAFT, then (several base models) the reward per base model; `distance` (params
+    evaluate.distance) names dist_target and dist_base."""
     metrics = [m for m in (*MAIN_METRICS, *extra) if m in set(ev["metric"])]
     kmax = ev["k"].max()
     name = DISTANCE_NAMES.get(distance, distance)
@@ -100,6 +140,7 @@ def domain_markdown(ev: pd.DataFrame, ref: pd.DataFrame, domain: str, extra=(), 
     for (k, b), d in paired_vs_graft(ev).groupby(["k", "budget"], sort=False):
         cells = [diff_cell(r["diff"], r["lo"], r["hi"], r["p"]) for _, r in d.iterrows()]
         lines.append(f"| {_k_cell(k, kmax)} | {int(b)} | " + " | ".join(cells) + " |")
+    lines += between_bases_markdown(ev, base_models)
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,8 @@ def body(args, params) -> dict:
             written += _save(curves.learning_curves(tables.rows_of(table, "train_loss", domain), ev, ref, w),
                              out / f"{domain}_learning_curves")
             written += _write(out / f"{domain}_table.md",
-                              tables.domain_markdown(ev, ref, domain, _extra(domain), params.evaluate.distance))
+                              tables.domain_markdown(ev, ref, domain, _extra(domain), params.evaluate.distance,
+                                                     params.base_models))
             ceil, var = tables.rows_of(table, "ceiling", domain), tables.rows_of(table, "variance", domain)
             if len(ceil):  # the variance stage's rows (absent in summaries made before it existed)
                 written += _save(bias_variance.ceiling_vs_k(ev, ceil, var, w), out / f"{domain}_ceiling_vs_k")
