@@ -1,5 +1,6 @@
 """The INC study: base step counts n in {5, 10, 20, 40}, each with its own inversion and corrector, and the ablation
-coupling × corrector size × training-step cap × inverted-set size, on a selection seed that no reported result uses.
+coupling × corrector size × training-step cap × inverted-set size × the corrector sampler's Euler steps, on a
+selection seed that no reported result uses.
 Runs the real stage commands (pgraft.pipeline.table: pretrain_flow, invert, correct, evaluate_flow) and writes a
 tidy CSV and a markdown table of FID and KID, base vs base + corrector on the same noise, per setting and n.
 
@@ -33,7 +34,7 @@ SIZES = ("128x2", "256x3", "512x4", "unet16-32")  # corrector MLP HIDDENxLAYERS,
 STEP_CAPS = (2000, 6000)  # inc.corrector.steps; early stopping may end sooner
 
 
-CELL_KEYS = ["n", "num_inverted", "coupling", "corrector", "step_cap"]  # one row of study.csv per cell
+CELL_KEYS = ["n", "num_inverted", "coupling", "corrector", "step_cap", "corrector_steps"]  # a row of study.csv
 
 
 def size_label(setting: dict) -> str:
@@ -79,6 +80,9 @@ def main() -> int:
                    help="corrector training steps (inc.corrector.steps)")
     p.add_argument("--inverted", nargs="+", default=["500", "all"], metavar="M",
                    help="training images inverted per n (inc.num_inverted; all: every one)")
+    p.add_argument("--corrector-steps", type=int, nargs="+", metavar="E",
+                   help="Euler steps of the corrector's own sampler (inc.corrector_steps); one trained corrector is "
+                        "evaluated at each (default: params.yaml's)")
     args = p.parse_args()
     raw = yaml.safe_load(Path("params.yaml").read_text())
     if args.seed in raw["seeds"]:
@@ -131,38 +135,54 @@ def main() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(invert, inversions))
 
+    default_e = raw["inc"]["corrector_steps"]
+    euler = tuple(args.corrector_steps or (default_e,))
     jobs = []
     for (n, m, inv_dir, inv_cfg), c, size, cap in itertools.product(inversions, couplings, sizes, caps):
         label = size_label(size)
-        work = out / f"n{n}_m{m or 'all'}_{c}_{label}_s{cap}"
+        work = out / f"n{n}_m{m or 'all'}_{c}_{label}_s{cap}"  # the corrector is trained here, once
         cfg = copy.deepcopy(inv_cfg)
         cfg["inc"]["corrector"].update(coupling=c, steps=cap, **size)
-        write_params(work / "params.yaml", cfg)
-        for name in ("base", "features"):
-            link(prep / "results" / DOMAIN / name, work / "results" / DOMAIN / name)
-        rel = BY_NAME["invert"].output("out").pattern.format(domain=DOMAIN, n=n)
-        link(inv_dir / rel, work / rel)
-        jobs.append((n, m, c, label, cap, work, cfg, inv_dir))
+        cells = []
+        for e in euler:  # each corrector sampler step count evaluates the same trained corrector
+            cell = work if e == default_e else work.with_name(f"{work.name}_e{e}")
+            cell_cfg = {**copy.deepcopy(cfg), "inc": {**cfg["inc"], "corrector_steps": e}}
+            write_params(cell / "params.yaml", cell_cfg)
+            for name in ("base", "features"):
+                link(prep / "results" / DOMAIN / name, cell / "results" / DOMAIN / name)
+            rel = BY_NAME["invert"].output("out").pattern.format(domain=DOMAIN, n=n)
+            link(inv_dir / rel, cell / rel)
+            cells.append((e, cell, cell_cfg))
+        write_params(work / "params.yaml", {**copy.deepcopy(cfg), "inc": {**cfg["inc"], "corrector_steps": default_e}})
+        jobs.append((n, m, c, label, cap, work, cfg, inv_dir, cells))
 
-    def one(job):
-        n, m, c, label, cap, work, cfg, inv_dir = job
+    def one(job) -> list[dict]:
+        n, m, c, label, cap, work, cfg, inv_dir, cells = job
         pt = {"domain": DOMAIN, "seed": args.seed, "n": n}
-        ev = work / BY_NAME["evaluate_flow"].output("out").pattern.format(**pt)
-        if not ev.exists():
+        trained = work / BY_NAME["correct"].output("out").pattern.format(**pt)
+        if not trained.exists():
             run(command("correct", cfg, **pt), work)
-            run(command("evaluate_flow", cfg, domain=DOMAIN, seed=args.seed), work)
-        res = json.loads(ev.read_text())
         inv = json.loads((inv_dir / BY_NAME["invert"].output("metrics").pattern.format(**pt)).read_text())
-        b, i = res[f"base_n{n}"], res[f"inc_n{n}"]
-        return {"n": n, "num_inverted": m or "all", "kept": inv["num_inverted"], "coupling": c, "corrector": label,
-                "step_cap": cap, "steps_run": i.get("corrector_steps_run"),
-                "best_step": i.get("corrector_best_step"), "nn_ratio": i.get("corrector_nn_ratio"),
-                "base_fid": b["fid"], "inc_fid": i["fid"], "base_kid": b["kid"], "inc_kid": i["kid"],
-                "fid_change_pct": 100 * (i["fid"] - b["fid"]) / b["fid"], "kid_minus_base": i["kid_minus_base"],
-                "floor_fid": res["floor"]["fid"], "floor_kid": res["floor"]["kid"]}
+        rows = []
+        for e, cell, cell_cfg in cells:
+            link(trained, cell / BY_NAME["correct"].output("out").pattern.format(**pt))
+            ev = cell / BY_NAME["evaluate_flow"].output("out").pattern.format(**pt)
+            if not ev.exists():
+                run(command("evaluate_flow", cell_cfg, domain=DOMAIN, seed=args.seed), cell)
+            res = json.loads(ev.read_text())
+            b, i = res[f"base_n{n}"], res[f"inc_n{n}"]
+            rows.append({"n": n, "num_inverted": m or "all", "kept": inv["num_inverted"], "coupling": c,
+                         "corrector": label, "step_cap": cap, "corrector_steps": e,
+                         "steps_run": i.get("corrector_steps_run"), "best_step": i.get("corrector_best_step"),
+                         "nn_ratio": i.get("corrector_nn_ratio"), "base_fid": b["fid"], "inc_fid": i["fid"],
+                         "base_kid": b["kid"], "inc_kid": i["kid"],
+                         "fid_change_pct": 100 * (i["fid"] - b["fid"]) / b["fid"],
+                         "kid_minus_base": i["kid_minus_base"], "floor_fid": res["floor"]["fid"],
+                         "floor_kid": res["floor"]["kid"], "flops_per_image": i.get("flops_per_image")})
+        return rows
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        table = pd.DataFrame(list(pool.map(one, jobs)))
+        table = pd.DataFrame([row for rows in pool.map(one, jobs) for row in rows])
     with open(out / ".lock", "w") as lock:  # invocations over other axes may finish at the same time
         fcntl.flock(lock, fcntl.LOCK_EX)
         table = merged(table, out / "study.csv")
@@ -180,6 +200,8 @@ def merged(table: pd.DataFrame, csv: Path) -> pd.DataFrame:
     if not csv.exists():
         return table
     earlier = pd.read_csv(csv, dtype={"num_inverted": str})
+    if "corrector_steps" not in earlier:  # cells run before the axis existed: params.yaml's value then (20)
+        earlier["corrector_steps"] = 20
     fresh = pd.MultiIndex.from_frame(table[CELL_KEYS])
     keep = earlier[~pd.MultiIndex.from_frame(earlier[CELL_KEYS]).isin(fresh)]
     return pd.concat([keep, table], ignore_index=True).sort_values(CELL_KEYS, ignore_index=True)
@@ -246,7 +268,7 @@ def report(table: pd.DataFrame, seed: int, spread: dict[int, float] | None = Non
                   + ": cells closer than about twice that are not told apart by this screen.", ""]
     table = table.assign(fid_minus_base=table.inc_fid - table.base_fid)
     lines += [table.round(4).to_markdown(index=False), "", fresh]
-    for factor in ("coupling", "corrector", "step_cap", "num_inverted"):
+    for factor in [f for f in ("coupling", "corrector", "step_cap", "num_inverted", "corrector_steps") if f in table]:
         lines += [f"## Mean FID change (%) by {factor} and n", "",
                   table.pivot_table(index=factor, columns="n", values="fid_change_pct").round(2).to_markdown(), ""]
     return "\n".join(lines)

@@ -35,20 +35,25 @@ def test_seed_spread_is_the_std_of_paired_differences(study, tmp_path):
 
 def test_report_states_the_spread_and_each_cell_difference(study):
     table = pd.DataFrame([{"n": 5, "num_inverted": "all", "coupling": c, "corrector": "mlp256x3", "step_cap": 2000,
-                           "base_fid": 20.0, "inc_fid": f, "fid_change_pct": 100 * (f - 20) / 20}
-                          for c, f in (("ot", 18.0), ("independent", 22.0))])
+                           "corrector_steps": e, "base_fid": 20.0, "inc_fid": f, "fid_change_pct": 100 * (f - 20) / 20}
+                          for c, e, f in (("ot", 20, 18.0), ("independent", 20, 22.0), ("ot", 5, 19.0))])
     text = study.report(table, 100, {5: 3.5})
     assert "standard deviation of 3.50 at n = 5" in text and "fid_minus_base" in text and "-2" in text
+    assert "## Mean FID change (%) by corrector_steps and n" in text
 
 
 def test_invocations_over_other_axes_are_merged_and_a_rerun_cell_replaced(study, tmp_path):
     row = {"n": 5, "num_inverted": "all", "coupling": "ot", "corrector": "mlp256x3", "step_cap": 2000, "inc_fid": 1.0}
-    first = study.merged(pd.DataFrame([row, {**row, "corrector": "unet16-32", "inc_fid": 2.0}]), tmp_path / "s.csv")
-    first.to_csv(tmp_path / "s.csv", index=False)
-    second = study.merged(pd.DataFrame([{**row, "inc_fid": 3.0}, {**row, "coupling": "independent"}]),
-                          tmp_path / "s.csv")
-    got = {(r.coupling, r.corrector): r.inc_fid for r in second.itertuples()}
-    assert got == {("ot", "mlp256x3"): 3.0, ("ot", "unet16-32"): 2.0, ("independent", "mlp256x3"): 1.0}
+    first = study.merged(pd.DataFrame([{**row, "corrector_steps": 20}, {**row, "corrector": "unet16-32",
+                                                                        "corrector_steps": 20, "inc_fid": 2.0}]),
+                         tmp_path / "s.csv")
+    first.drop(columns="corrector_steps").to_csv(tmp_path / "s.csv", index=False)  # written before the axis existed
+    second = study.merged(pd.DataFrame([{**row, "corrector_steps": 20, "inc_fid": 3.0},
+                                        {**row, "corrector_steps": 20, "coupling": "independent"},
+                                        {**row, "corrector_steps": 5, "inc_fid": 4.0}]), tmp_path / "s.csv")
+    got = {(r.coupling, r.corrector, r.corrector_steps): r.inc_fid for r in second.itertuples()}
+    assert got == {("ot", "mlp256x3", 20): 3.0, ("ot", "unet16-32", 20): 2.0, ("independent", "mlp256x3", 20): 1.0,
+                   ("ot", "mlp256x3", 5): 4.0}
 
 
 def test_evaluation_of_a_chosen_cell_pairs_base_and_inc_by_seed(study, tmp_path):
