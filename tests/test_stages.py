@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,18 @@ def test_pretrain_trains_independent_bases_and_each_seed_uses_its_own(pipeline, 
     assert [base_name(base, s) for s in range(5)] == ["model", "model_base1", "model", "model_base1", "model"]
     flow = json.loads((work / "results/digits_flow/base/config.json").read_text())
     assert flow.get("base_models", 1) == 1  # a flow domain has one base (INC inverts it once)
+    from pgraft import domains
+    from pgraft.checkpoints import load_base
+    from pgraft.config import parse_params
+    from pgraft.errors import ArtifactError
+
+    copy = tmp_path / "base"
+    shutil.copytree(base, copy)
+    (copy / "model_base1.safetensors").unlink()
+    domain = domains.build("gaussian", parse_params(params))
+    assert load_base(copy, domain, 2) is not None  # seed 2: base 0
+    with pytest.raises(ArtifactError, match="model_base1.safetensors"):
+        load_base(copy, domain, 3)  # seed 3: base 1, whose weights are gone
     single = tmp_path / "single"
     single.mkdir()
     write_json(single / "config.json", {"domain": "gaussian"})  # written before base_models existed: one base
