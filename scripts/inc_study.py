@@ -135,6 +135,14 @@ def main() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(invert, inversions))
 
+    def setup(cell: Path, cfg: dict, n: int, inv_dir: Path) -> None:
+        """A run directory: its params.yaml, the base and features, and the inversion of its n."""
+        write_params(cell / "params.yaml", cfg)
+        for name in ("base", "features"):
+            link(prep / "results" / DOMAIN / name, cell / "results" / DOMAIN / name)
+        rel = BY_NAME["invert"].output("out").pattern.format(domain=DOMAIN, n=n)
+        link(inv_dir / rel, cell / rel)
+
     default_e = raw["inc"]["corrector_steps"]
     euler = tuple(args.corrector_steps or (default_e,))
     jobs = []
@@ -143,17 +151,16 @@ def main() -> int:
         work = out / f"n{n}_m{m or 'all'}_{c}_{label}_s{cap}"  # the corrector is trained here, once
         cfg = copy.deepcopy(inv_cfg)
         cfg["inc"]["corrector"].update(coupling=c, steps=cap, **size)
+        setup(work, cfg, n, inv_dir)
         cells = []
         for e in euler:  # each corrector sampler step count evaluates the same trained corrector
-            cell = work if e == default_e else work.with_name(f"{work.name}_e{e}")
-            cell_cfg = {**copy.deepcopy(cfg), "inc": {**cfg["inc"], "corrector_steps": e}}
-            write_params(cell / "params.yaml", cell_cfg)
-            for name in ("base", "features"):
-                link(prep / "results" / DOMAIN / name, cell / "results" / DOMAIN / name)
-            rel = BY_NAME["invert"].output("out").pattern.format(domain=DOMAIN, n=n)
-            link(inv_dir / rel, cell / rel)
+            if e == default_e:
+                cells.append((e, work, cfg))
+                continue
+            cell, cell_cfg = work.with_name(f"{work.name}_e{e}"), copy.deepcopy(cfg)
+            cell_cfg["inc"]["corrector_steps"] = e
+            setup(cell, cell_cfg, n, inv_dir)
             cells.append((e, cell, cell_cfg))
-        write_params(work / "params.yaml", {**copy.deepcopy(cfg), "inc": {**cfg["inc"], "corrector_steps": default_e}})
         jobs.append((n, m, c, label, cap, work, cfg, inv_dir, cells))
 
     def one(job) -> list[dict]:

@@ -114,7 +114,8 @@ def comparison_frame() -> pd.DataFrame:
 
 def test_ddpo_comparison_table():
     c = tables.comparison(comparison_frame(), 4)
-    assert (c.budget, c.last, c.best_ks) == (10, 32, {0: 2, 1: 2})  # largest budget, last DDPO checkpoint, the only partial k
+    # largest budget, last DDPO checkpoint, the only partial k (for each seed)
+    assert (c.budget, c.last, c.best_ks) == (10, 32, {0: 2, 1: 2})
     assert [label for label, _ in c.rows] == ["base (k = 0)", "DDPO (32 reward evaluations)", "GRAFT (k = 4)",
                                              "P-GRAFT (best k = 2)"]
     t = tables.comparison_table(c).set_index("method")

@@ -144,5 +144,6 @@ def test_between_bases_is_welch_over_each_base_models_seeds():
         assert got.loc[(k, 1), ["diff", "lo", "hi", "p"]].tolist() == pytest.approx(
             [b1.mean() - b0.mean(), ci.low, ci.high, r.pvalue])
     md = tables.domain_markdown(ev, t[t["kind"] == "reference"], "toy", base_models=2)
-    assert "## Between base models" in md and "| k | base 0 (seeds 0, 2, 4) | base 1 (seeds 1, 3) | base 1 − base 0 |" in md
+    assert "## Between base models" in md
+    assert "| k | base 0 (seeds 0, 2, 4) | base 1 (seeds 1, 3) | base 1 − base 0 |" in md
     assert "Between base models" not in tables.domain_markdown(ev, t[t["kind"] == "reference"], "toy")

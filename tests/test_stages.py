@@ -161,13 +161,13 @@ def test_pretrain_trains_independent_bases_and_each_seed_uses_its_own(pipeline, 
     from pgraft.config import parse_params
     from pgraft.errors import ArtifactError
 
-    copy = tmp_path / "base"
-    shutil.copytree(base, copy)
-    (copy / "model_base1.safetensors").unlink()
+    partial = tmp_path / "base"
+    shutil.copytree(base, partial)
+    (partial / "model_base1.safetensors").unlink()
     domain = domains.build("gaussian", parse_params(params))
-    assert load_base(copy, domain, 2) is not None  # seed 2: base 0
+    assert load_base(partial, domain, 2) is not None  # seed 2: base 0
     with pytest.raises(ArtifactError, match="model_base1.safetensors"):
-        load_base(copy, domain, 3)  # seed 3: base 1, whose weights are gone
+        load_base(partial, domain, 3)  # seed 3: base 1, whose weights are gone
     single = tmp_path / "single"
     single.mkdir()
     write_json(single / "config.json", {"domain": "gaussian"})  # written before base_models existed: one base
