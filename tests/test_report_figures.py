@@ -190,7 +190,7 @@ def test_same_gallery_as_another_domain_is_explained():
 def test_stage_records_with_a_loss_curve_are_spooled(tmp_path, monkeypatch, real_params):
     """What finetune and evaluate return (a `_curves` entry, a nested list) is spooled, never a crash."""
     from pgraft.config import parse_params
-    from pgraft.stages import tracking
+    from pgraft.tracking import spool as tracking
 
     from pipeline_helpers import shrink
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline_helpers import engine_env, shrink, write_params
-from pgraft.stages import thread_count
+from pgraft.runtime.threads import thread_count
 
 
 def test_one_thread_by_default(monkeypatch):

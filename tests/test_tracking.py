@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pgraft.config import parse_params
-from pgraft.stages import tracking, tracking_sync
+from pgraft.tracking import spool as tracking, sync as tracking_sync
 
 from tracking_helpers import spool_pipeline
 

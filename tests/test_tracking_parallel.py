@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from pgraft.config import parse_params
-from pgraft.stages import tracking, tracking_sync
+from pgraft.tracking import spool as tracking, sync as tracking_sync
 
 from pipeline_helpers import engine_env
 
@@ -25,7 +25,7 @@ CHILD = """
 import sys, time, yaml
 from pathlib import Path
 from pgraft.config import parse_params
-from pgraft.stages import tracking
+from pgraft.tracking import spool as tracking
 params = parse_params(yaml.safe_load(open(sys.argv[1])))
 seed, procs, ready = int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 (ready / str(seed)).touch()

@@ -1,4 +1,4 @@
-"""The warm stage server (pgraft.stages.warm): a stage handed to it writes the same bytes and exits with the same
+"""The warm stage server (pgraft.runtime.warm): a stage handed to it writes the same bytes and exits with the same
 status as the plain command; a caller that dies takes its child with it; a caller that differs runs itself."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from pipeline_helpers import engine_env, shrink, write_params
 
 from pgraft.pipeline.table import BY_NAME
-from pgraft.stages import warm
+from pgraft.runtime import warm
 
 
 def _children(pid: int) -> list[int]:
@@ -25,7 +25,7 @@ def _children(pid: int) -> list[int]:
 def _start(home: Path) -> tuple[subprocess.Popen, Path, dict]:
     env = engine_env()
     sock, ready = home / "s.sock", home / "ready"
-    proc = subprocess.Popen([sys.executable, "-m", "pgraft.stages.warm", "serve", str(sock), str(ready)],
+    proc = subprocess.Popen([sys.executable, "-m", "pgraft.runtime.warm", "serve", str(sock), str(ready)],
                             cwd=home, env=env)
     t0 = time.monotonic()
     while not ready.exists():

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from pgraft.pipeline.table import STAGES, instances, lookup
-from pgraft.stages import tracking
+from pgraft.tracking import spool as tracking
 
 
 def fake_metrics(stage: str, point: dict, raw: dict, out: Path) -> dict:

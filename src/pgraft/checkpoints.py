@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pgraft.errors import ArtifactError
 from pgraft.io import load_weights, read_json, save_weights, write_json
+from pgraft.seeds import base_index
 
 
 def save_model(out_dir: Path, model, domain: str, name: str = "model", meta: dict | None = None) -> None:
@@ -18,7 +19,7 @@ def base_name(model_dir: Path, seed: int) -> str:
     """The weights file (without .safetensors) of the base model that `seed` uses: base `seed mod base_models`,
     the count recorded in the directory's config.json by pretrain (`model` is base 0, `model_base<b>` base b)."""
     count = int(read_json(Path(model_dir) / "config.json").get("base_models", 1))
-    b = seed % count
+    b = base_index(seed, count)
     return "model" if b == 0 else f"model_base{b}"
 
 

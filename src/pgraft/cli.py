@@ -8,7 +8,7 @@ import json
 import sys
 
 from pgraft import __version__
-from pgraft.stages import STAGES
+from pgraft.pipeline.table import COMMANDS as STAGES
 
 STAGE_HELP = {
     "pretrain": "train the domain's base model from scratch",
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     epilog = "stages:\n" + "\n".join(f"  {n:<10} {STAGE_HELP[n]}" for n in STAGES) + (
         "\n\nother commands:\n  validate   check params.yaml and print the resolved settings"
         "\n  schema     print the JSON Schema of params.yaml"
-        "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml from the stage table (--check: fail if stale);"
+        "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml and the stamps from the stage table (--check: fail if stale);"
         "\n             `pgraft pipeline show`: the stages, their matrices, params keys and code files;"
         "\n             `pgraft pipeline use --params <file>`: check a params file and make it params.yaml;"
         "\n             `pgraft pipeline estimate --params <file>`: GPU-hours per stage (--measure: on this machine)"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command in STAGES:
         return importlib.import_module(STAGE_MODULES[ns.command]).main(rest)
     if ns.command == "warm":
-        from pgraft.stages.warm import run_with_server
+        from pgraft.runtime.warm import run_with_server
 
         command = rest[1:] if rest[:1] == ["--"] else rest
         if not command or command[0] in ("-h", "--help"):
@@ -123,11 +123,19 @@ def _write_dvc_yaml(raw: dict, out, check: bool) -> int:
     from pgraft.io import atomic_path
     from pgraft.pipeline.dvc_yaml import render, stale_lock_entries
 
+    from pgraft.pipeline import stamps
+    from pgraft.pipeline.table import STAMPS
+
     text = render(raw)
+    stamps_dir = out.parent / STAMPS
     if check:
         fresh = out.exists() and out.read_text() == text
         print(f"{out}: {'up to date' if fresh else 'STALE: run `pgraft pipeline dvc`'}")
-        return 0 if fresh else 1
+        old = stamps.stale(raw, out.parent, stamps_dir)
+        print(f"{stamps_dir}: " + (f"{len(old)} STALE (run `pgraft pipeline dvc`): {old[:3]}" if old else "up to date"))
+        return 0 if fresh and not old else 1
+    changed = stamps.write(raw, out.parent, stamps_dir)  # after a code edit: what DVC then reruns
+    print(f"{stamps_dir}: {len(changed)} stamp(s) rewritten")
     if out.exists() and out.read_text() == text:
         print(f"{out}: up to date")
     else:
@@ -192,15 +200,18 @@ def _estimate(args, params, raw: dict) -> int:
 def _show(raw: dict) -> int:
     from pathlib import Path
 
+    from pgraft.pipeline import stamps
     from pgraft.pipeline.code_deps import stage_files
     from pgraft.pipeline.table import STAGES, domain_list, instances, params_keys
+
+    full = stamps.resolved(raw)
 
     for stage in STAGES:
         domains = domain_list(stage, raw) if stage.domains else [None]
         n = sum(1 for _ in instances(stage, raw))
         print(f"{stage.name}: {n} job(s), axes {list(stage.axes) or '-'}, module {stage.module}")
         for d in domains:
-            files = stage_files(stage.module, d, Path("."))
+            files = stage_files(stage.module, d, Path("."), stamps.rules_of(d, full))
             label = d or "(all)"
             print(f"  {label}: params {params_keys(stage, d, raw)}; {len(files)} source files")
     return 0
@@ -225,7 +236,7 @@ def _validate(rest: list[str]) -> int:
 def _track(rest: list[str]) -> int:
     from pgraft.config import load_params
     from pgraft.errors import ConfigError
-    from pgraft.stages import tracking
+    from pgraft.tracking import spool as tracking
 
     p = argparse.ArgumentParser(prog="pgraft track", description="Mirror the spooled stage records into MLflow "
                                 "(the store and experiment of params' tracking section).")
@@ -247,7 +258,7 @@ def _track(rest: list[str]) -> int:
         idle = tracking.wait_idle(t.uri, t.experiment, timeout=args.timeout)
         print("no background syncer runs" if idle else f"a background syncer still runs after {args.timeout:.0f} s")
         return 0 if idle else 1
-    from pgraft.stages import tracking_sync
+    from pgraft.tracking import sync as tracking_sync
 
     stats = tracking_sync.sync(t.uri, t.experiment, pipeline=args.pipeline, force=args.force)
     print(json.dumps(stats))

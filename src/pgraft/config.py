@@ -40,7 +40,7 @@ class EvaluateParams(Strict):
 
 
 class TrackingParams(Strict):
-    """MLflow mirroring of the stage records (pgraft.stages.tracking); files stay the source of truth."""
+    """MLflow mirroring of the stage records (pgraft.tracking.spool); files stay the source of truth."""
 
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"

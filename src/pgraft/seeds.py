@@ -18,3 +18,8 @@ def seeded(*parts: int):
 def numpy_rng(*parts: int) -> np.random.Generator:
     """A numpy Generator seeded from a tuple of integers, the numpy twin of `seeded`."""
     return np.random.default_rng(np.random.SeedSequence([int(p) for p in parts]))
+
+
+def base_index(seed: int, base_models: int) -> int:
+    """The base model a seed fine-tunes and evaluates: base `seed mod base_models` (docs/METHOD.md §6)."""
+    return int(seed) % int(base_models)

@@ -30,7 +30,7 @@ def test_unreachable_server_never_fails_a_stage(prepared, monkeypatch, capsys):
     t0 = time.perf_counter()
     assert reward.main(_args(params, reward)) == 0
     assert time.perf_counter() - t0 < 60
-    from pgraft.stages import tracking
+    from pgraft.tracking import spool as tracking
 
     assert tracking.wait_idle("http://127.0.0.1:9", params["tracking"]["experiment"], timeout=120)
     log = (work / ".pgraft-outage" / "syncer.log").read_text()

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import yaml
 
-from pgraft.pipeline import stamps
 from pgraft.pipeline.table import (AXIS_SOURCE, STAGES, Stage, domain_list, instance_name, instances, stamp_path,
                                    stamped)
 
 HEADER = """\
 # GENERATED from the stage table in src/pgraft/pipeline/table.py by `pgraft pipeline dvc` (make repro runs it):
-# do not edit by hand. One stage per (stage, domain); each depends on its stamp in results/stamps/, which the
-# validate stage writes with exactly the params values the stage reads and the digests of the source files its
-# module imports for that domain (an unchanged stamp reruns nothing). Seeds, truncation points and n stay
-# matrices over params.yaml. Regenerate after changing `domains`, `ddpo.domains`, `inc.domains`, `plugins` or
-# the code's imports (the validate stage refuses a stale dvc.yaml). The same table drives workflow/Snakefile.
+# do not edit by hand. One stage per (stage, domain); each depends on its stamp in results/stamps/: the resolved
+# params values the stage reads, syntax-tree digests of the modules it runs for that domain, and the versions of
+# the libraries they import (an unchanged stamp reruns nothing). The validate stage rewrites the stamps after a
+# params edit; after a code edit `pgraft pipeline dvc` does (make repro runs it). Seeds, truncation points and n
+# stay matrices over params.yaml. Regenerate after changing `domains`, `ddpo.domains`, `inc.domains` or
+# `plugins` (the validate stage refuses a stale dvc.yaml). The same table drives workflow/Snakefile.
 """
 
 PLOT_TEMPLATE = "workflow/dvc_plots/seed_band.json"  # mean over seeds with a ±1 sd band, one line per budget
@@ -84,8 +84,9 @@ def _entry(stage: Stage, domain: str | None, raw: dict, root: Path) -> dict:
     if matrix:
         entry["matrix"] = matrix
     entry["cmd"] = stage.command(_dvc_fmt(domain))
-    if stage.name == "validate":  # reads every params key and source file; tracks params.yaml whole (exp show)
-        entry["deps"] = [*stamps.code_files(raw, root), *(p.pattern for p in stage.inputs)]
+    if stage.name == "validate":  # reads every params key; tracks params.yaml whole (exp show). Code edits reach
+        # the stamps through `pgraft pipeline dvc` (make repro runs it) or Snakemake's validate rule
+        entry["deps"] = [p.pattern for p in stage.inputs]
         entry["params"] = [{"params.yaml": None}]
     else:
         entry["deps"] = [stamp_path(stage, domain), *(_pattern(p.pattern, domain) for p in stage.inputs)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pgraft.pipeline import stamps
 from pgraft.pipeline.code_deps import stage_files
-from pgraft.pipeline.table import STAGES, Stage, instance_name, instances, params_keys
+from pgraft.pipeline.table import STAGES, Stage, instance_name, instances, params_keys, stamp_path, stamped
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -47,20 +47,36 @@ def downstream(raw: dict, names: set[str]) -> set[str]:
 
 
 def directly_changed(raw: dict, keys: list[str] = (), files: list[str] = (), root: Path = Path(".")) -> set[str]:
-    """Instances whose own dependencies an edit touches: a params key they read, a source file they run;
-    validate reads every params edit and every stage's source files (it writes their stamps)."""
+    """Instances whose own stamp a behaviour edit changes: a params key they read, a source module they run (an
+    edit that changes the module's syntax tree; comments and docstrings change no stamp); validate reads every
+    params edit and writes every stamp."""
     out = set()
+    full = stamps.resolved(raw)
     for stage, point in _jobs(raw):
         domain = point.get("domain")
-        validate = stage.name == "validate"
-        if keys and (validate or any(_overlap(k, p) for k in keys for p in params_keys(stage, domain, raw))):
+        if stage.name == "validate":
+            if keys or any(set(files) & set(_files(s, d, root, full)) for s, d in stamped(raw)):
+                out.add(instance_name(stage, point))
+        elif keys and any(_overlap(k, p) for k in keys for p in params_keys(stage, domain, raw)):
             out.add(instance_name(stage, point))
-        elif files and set(files) & set(stamps.code_files(raw, root) if validate
-                                        else stage_files(stage.module, domain, root)):
+        elif files and set(files) & set(_files(stage, domain, root, full)):
             out.add(instance_name(stage, point))
     return out
 
 
+def _files(stage: Stage, domain: str | None, root: Path, full: dict) -> list[str]:
+    return stage_files(stage.module, domain, root, stamps.rules_of(domain, full))
+
+
+def stale_instances(raw: dict, root: Path, stamps_dir: Path) -> set[str]:
+    """The instances whose stamp under `stamps_dir` differs from the one these params and this code give, and
+    everything downstream of them: what the next run does."""
+    changed = {Path(p).name for p in stamps.stale(raw, root, stamps_dir)}
+    names = {instance_name(s, pt) for s in STAGES if s.name != "validate" for pt in instances(s, raw)
+             if Path(stamp_path(s, pt.get("domain"))).name in changed}
+    return downstream(raw, names)
+
+
 def affected(raw: dict, keys: list[str] = (), files: list[str] = (), root: Path = Path(".")) -> set[str]:
-    """Every instance an edit of params `keys` or source `files` reruns."""
+    """Every instance a behaviour edit of params `keys` or source `files` reruns."""
     return downstream(raw, directly_changed(raw, keys, files, root))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from pgraft.pipeline import stamps
-from pgraft.pipeline.code_deps import stage_files
-from pgraft.pipeline.table import BY_NAME, DOMAIN_PARAMS, STAGES, Stage, domain_list, instances, lookup, run_domains
+from pgraft.pipeline.table import STAGES, Stage, domain_list, instances, lookup, stamp_path
 
 
 @dataclass
@@ -59,24 +57,21 @@ def _command(stage: Stage, config: dict) -> Callable[..., str]:
 SHELL = "PGRAFT_THREADS={threads} {params.cmd} > {log} 2>&1"
 
 
-def _param_name(key: str) -> str:
-    return "domain_section" if key == DOMAIN_PARAMS else key.replace(".", "__").replace("*", "all_domains")
-
-
 class Plan:
     """The rules of the workflow for one raw params dict (the Snakemake config) and one repository root."""
 
     def __init__(self, config: dict, root: Path):
         self.config = config
         self.root = Path(root)
+        self._stamps = stamps.contents(config, self.root)
         self._outputs = sorted({p.pattern.format(**pt) for s in STAGES for pt in instances(s, config)
                                 for p in s.outputs})
 
-    @lru_cache(maxsize=None)
-    def code(self, module: str, domain: str | None) -> tuple[str, ...]:
-        if module == BY_NAME["validate"].module:  # validate writes every stage's stamp: it reads all their code
-            return tuple(stamps.code_files(self.config, self.root))
-        return tuple(stage_files(module, domain, self.root))
+    def stamp(self, stage: Stage, domain: str | None) -> str:
+        """The digest of one (stage, domain)'s stamp; for validate, of every stamp (it writes them all)."""
+        if stage.name == "validate":
+            return stamps.digest("".join(self._stamps[k] for k in sorted(self._stamps)))
+        return stamps.digest(self._stamps[stamp_path(stage, domain)])
 
     def upstream(self, path: str) -> list[str]:
         """An input path itself, or, where no stage writes it, every stage output lying under it."""
@@ -87,24 +82,16 @@ class Plan:
     def _inputs(self, stage: Stage) -> Callable[[object], dict]:
         def inputs(wildcards) -> dict:
             point = dict(wildcards.items())
-            out: dict = {"code": list(self.code(stage.module, point.get("domain")))}
+            out: dict = {}
             for i, p in enumerate(stage.inputs):
                 out[f"in{i}"] = self.upstream(p.pattern.format(**point))
             return out
         return inputs
 
     def _params(self, stage: Stage) -> dict[str, Callable]:
-        cfg = self.config
-        out: dict[str, Callable] = {}
-        for key in stage.params:
-            if key == DOMAIN_PARAMS:
-                out[_param_name(key)] = lambda w: cfg.get(w.domain)
-            elif key == "*":
-                out[_param_name(key)] = lambda w: {d: cfg.get(d) for d in run_domains(cfg)}
-            else:
-                out[_param_name(key)] = lambda w, k=key: lookup(cfg, k)
-        out["cmd"] = _command(stage, cfg)
-        return out
+        """The stamp's digest (a changed stamp reruns the job: Snakemake's params trigger; no source file is an
+        input, so an edit that changes no stamp reruns nothing) and the command."""
+        return {"stamp": lambda w: self.stamp(stage, getattr(w, "domain", None)), "cmd": _command(stage, self.config)}
 
     def rules(self) -> list[Rule]:
         return [Rule(name=s.name, inputs=self._inputs(s),

@@ -194,6 +194,10 @@ STAGES: tuple[Stage, ...] = (
                   "*")),
 )
 BY_NAME = {s.name: s for s in STAGES}
+#: the stage commands (`pgraft <command>`, `python -m pgraft.stages.<command>`), in table order: one per stage
+#: module (evaluate serves evaluate and evaluate_ddpo, pretrain pretrain and pretrain_flow); validate is the
+#: engines' own check, not a command of the pipeline's results
+COMMANDS = tuple(dict.fromkeys(s.module.rsplit(".", 1)[1] for s in STAGES if s.name != "validate"))
 
 
 # ---- the matrix -----------------------------------------------------------------------------------------------
@@ -251,7 +255,7 @@ def params_keys(stage: Stage, domain: str | None, raw: dict) -> list[str]:
             keys.append(domain)
         elif key == "*":
             keys += [d for d in run_domains(raw) if d not in keys]
-        elif lookup(raw, key) is not None:  # DVC fails on a params key absent from the file (one left to its default)
+        else:
             keys.append(key)
     return keys
 

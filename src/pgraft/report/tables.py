@@ -10,6 +10,7 @@ import pandas as pd
 from pgraft.report.intervals import cell, diff_cell, paired, t_interval, welch
 from pgraft.report.labels import DISTANCES as DISTANCE_NAMES
 from pgraft.report.labels import ENERGY_NOTE
+from pgraft.seeds import base_index
 
 MAIN_METRICS = ("reward_mean", "dist_target", "dist_base", "diversity")
 PAIRED_METRICS = ("reward_mean", "dist_target", "diversity")
@@ -82,7 +83,7 @@ def between_bases(ev: pd.DataFrame, base_models: int, metric: str = "reward_mean
     rows = []
     for k, d in _one_base(ev).groupby("k"):
         d = d[(d["metric"] == metric) & ((d["budget"] == b_max) | (k == 0))]
-        groups = {b: d[d["seed"] % base_models == b] for b in range(base_models)}
+        groups = {b: d[d["seed"].map(lambda s: base_index(s, base_models)) == b] for b in range(base_models)}
         for b, g in groups.items():
             diff, lo, hi, p = (welch(g["value"], groups[0]["value"]) if b else (float("nan"),) * 4)
             rows.append({"k": k, "base": b, "seeds": sorted(int(s) for s in g["seed"]), "mean": g["value"].mean(),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current params into one tidy CSV "
        "(columns kind, domain, rule, seed, k, budget, metric, x, value), with the variance stage's conditional "
        "reward variance and ceilings per k, add a Monte Carlo acceptance-law "
        "check of every registered GRS rule, write per-seed CSVs for `dvc plots show` and one seed-averaged "
-       "metrics file per domain for `dvc exp show`, and mirror the spooled "
-       "stage records into MLflow.")
+       "metrics file per domain for `dvc exp show` (the runner mirrors the spooled stage records into MLflow after it, "
+       "pgraft.tracking).")
 
 METRICS_ROOT = "results/metrics"  # the table's metrics paths lie under it; --metrics-dir may move it
 COLUMNS = ["kind", "domain", "rule", "seed", "k", "budget", "metric", "x", "value"]
@@ -22,7 +22,6 @@ def body(args, params) -> dict:
     import pandas as pd
 
     from pgraft.io import atomic_dir, read_json, read_table, write_json, write_table
-    from pgraft.stages import tracking
     from pgraft.errors import StageError
 
     at = _locator(args.metrics_dir)
@@ -94,9 +93,6 @@ def body(args, params) -> dict:
             write_json(Path(tmp) / f"{domain}.json", entry)
     _collect_galleries(at, params, args.galleries)
     write_table(args.out, table)
-    if params.tracking.enabled:
-        stats = tracking.sync(params.tracking.uri, params.tracking.experiment)
-        print(f"pgraft aggregate: MLflow sync {stats}")
     return {"rows": len(table), "_artifacts": [args.out]}
 
 

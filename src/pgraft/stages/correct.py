@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Train a small velocity network (inc.corrector.architecture: MLP or UNet) by flow matching from N(0, I) to the noises that the base needs to "
        "reproduce real data (from invert), pairing each minibatch by its optimal-transport plan "

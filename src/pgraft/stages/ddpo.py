@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Fine-tune a copy of the base with DDPO: each iteration samples ddpo.prompts_per_batch training prompts x "
        "ddpo.samples_per_prompt trajectories with the current model (stochastic DDIM, sampler.eta > 0), scores "

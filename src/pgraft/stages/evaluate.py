@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("For each fine-tuning budget, draw evaluate.num_samples from the stitched sampler (fine-tuned for "
        "the first k steps, base after) and report the mean reward, the distance to the rule's exact tilted "

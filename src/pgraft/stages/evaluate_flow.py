@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("For one seed: draw inc.num_samples images from the base flow at every n of inc.base_steps and from "
        "noise -> corrector -> base at every n of inc.corrected_steps, all from the SAME noise; FID and KID against "

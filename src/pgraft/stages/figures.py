@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs, nothing else) and write "
        "to the output directory, per domain: reward vs k, distance-to-target vs k, the trade-off plot (reward vs "

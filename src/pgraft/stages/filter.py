@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Apply the GRS rule (params 'filter') within each group of training samples; write the keep-mask "
        "and an acceptance-law check: empirical keep rate vs the closed form g, by bins of u = F(r).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Fine-tune a copy of the base denoiser on the accepted states at truncation point k (noise levels "
        "above t_I only), saving one checkpoint per fine-tuning budget. k = 0 is the base model itself. "

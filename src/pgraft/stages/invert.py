@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Invert the training images (inc.num_inverted of them; all by default) through the frozen base flow with "
        "backward Euler (fixed-point iterations at the forward step's own times until inc.tolerance or "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = "Train the domain's base ε-model on its data with the ordinary denoising loss; save it as safetensors."
 

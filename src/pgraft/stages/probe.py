@@ -3,7 +3,7 @@ pipeline stage (no entry in pgraft.pipeline.table, no stamp); it reads params' `
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Fine-tune a copy of the base with GRAFT's loss for regime_map.probe.steps steps on the accepted x_0 less a "
        "held-out part (regime_map.probe.heldout_fraction), then write the mean denoising loss at each sampler step "

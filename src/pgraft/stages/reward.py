@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = "Compute the terminal reward r(x_0) of every sample (training groups and reference pool)."
 

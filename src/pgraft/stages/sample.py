@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("Draw num_groups x group_size base trajectories, keeping x after k steps for every k of the "
        "truncation grid and x_0 (one run feeds the whole sweep), plus an independent reference pool "

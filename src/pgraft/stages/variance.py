@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.stages.common import parser, run_stage
+from pgraft.runtime.runner import parser, run_stage
 
 DOC = ("For every k of the truncation grid, continue the seed's stored base trajectories from their state after "
        "k steps with the base sampler: `variance.branches` continuations of `variance.states` training states give "

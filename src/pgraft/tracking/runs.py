@@ -43,9 +43,8 @@ from mlflow.entities import (Dataset, DatasetInput, InputTag, LoggedModelInput, 
 from pgraft.config import parse_params
 from pgraft.errors import ConfigError
 from pgraft.io import file_digest, write_json
-from pgraft.pipeline.table import STAGES as TABLE, instances, lookup
-from pgraft.stages import STAGES
-from pgraft.stages.tracking import FORMAT, PIPELINE_FILE, REPORT_STAGES, flatten, record_name, warn
+from pgraft.pipeline.table import COMMANDS as STAGES, STAGES as TABLE, instances, lookup
+from pgraft.tracking.spool import FORMAT, PIPELINE_FILE, REPORT_STAGES, flatten, record_name, warn
 
 MAX_ARTIFACT_BYTES = 5_000_000  # larger files are not copied into MLflow (they stay in results/)
 PARENT_STAGES = ("pretrain", "invert", "aggregate", "figures")  # per domain (no seed) or per pipeline

@@ -3,10 +3,10 @@
 Files are the source of truth. `record` writes the stage's record to <state dir>/spool/<pipeline id>/<name>.json
 (its matrix point, status, metrics, curves, file options, start and end time) beside the pipeline's params
 (`_pipeline.json`). With tracking.live it then starts the background syncer (`python -m
-pgraft.stages.tracking_sync drain`, a detached process with its log in the state dir) unless one already runs
+pgraft.tracking.sync drain`, a detached process with its log in the state dir) unless one already runs
 for the store; that process mirrors the spool into MLflow and exits once idle. A stage never imports MLflow and
 never waits for it; any tracking problem is a warning, never a failed stage, and the spool stays for a later
-`pgraft track sync`. How records become runs: pgraft.stages.tracking_runs.
+`pgraft track sync`. How records become runs: pgraft.tracking.runs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PIPELINE_ENV = "PGRAFT_PIPELINE_ID"
 FORMAT = 2  # records of another format (older code) are left alone by the mirror
 PIPELINE_FILE = "_pipeline.json"  # beside the records: the pipeline's params (records are the other *.json)
 LOCK_TIMEOUT_S = 600.0  # a sync waits this long for other writers of the store before it gives up (spool kept)
-SYNC_MODULE = "pgraft.stages.tracking_sync"  # run as a separate process: stages never import it nor MLflow
+SYNC_MODULE = "pgraft.tracking.sync"  # run as a separate process: stages never import it nor MLflow
 REPORT_STAGES = ("aggregate", "figures")  # without tracking.live, their records are mirrored at once (blocking)
 DDPO_METHOD = "ddpo"  # the `method` that the ddpo stage writes into its checkpoints' config.json
 

@@ -43,7 +43,7 @@ _HEADER = struct.Struct("!Q")  # length of the JSON request that follows the fil
 
 def fingerprint() -> dict:
     """What must be equal between the server and a caller for a forked child to behave like the caller."""
-    from pgraft.stages import thread_count
+    from pgraft.runtime.threads import thread_count
 
     # sys.path[0] is the directory a command started in (the child takes the caller's whole path)
     # python and python3 of one virtualenv are links to one interpreter (the path below tells virtualenvs apart)
@@ -253,7 +253,7 @@ def serve(path: str, ready: str | None = None) -> int:
     Single-threaded (every fork happens with no other thread alive). Writes `ready` (a file) once listening."""
     import importlib
 
-    from pgraft.stages import thread_count  # noqa: F401 - sets the thread variables before torch is imported
+    from pgraft.runtime.threads import thread_count  # noqa: F401 - sets the thread variables before torch is imported
 
     for name in PRELOAD:
         try:
@@ -299,7 +299,7 @@ def run_with_server(command: list[str], timeout_s: float = 120.0) -> int:
     server does not come up, the command runs anyway (every stage then starts cold)."""
     tmp = Path(tempfile.mkdtemp(prefix="pgraft-warm-"))
     sock, ready = tmp / "stages.sock", tmp / "ready"
-    server = subprocess.Popen([sys.executable, "-m", "pgraft.stages.warm", "serve", str(sock), str(ready)])
+    server = subprocess.Popen([sys.executable, "-m", "pgraft.runtime.warm", "serve", str(sock), str(ready)])
     t0 = time.monotonic()
     while not ready.exists() and server.poll() is None and time.monotonic() - t0 < timeout_s:
         time.sleep(0.05)
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"] and len(argv) in (2, 3):
         return serve(argv[1], argv[2] if len(argv) == 3 else None)
-    print("usage: python -m pgraft.stages.warm serve SOCKET [READY_FILE]  (`pgraft warm <command>` runs one)",
+    print("usage: python -m pgraft.runtime.warm serve SOCKET [READY_FILE]  (`pgraft warm <command>` runs one)",
           file=sys.stderr)
     return 2
 

@@ -1,10 +1,10 @@
 """Mirror the tracking spool into MLflow, in its own process: once (`sync`) or until idle (`drain`, the background
-syncer that stages start); `python -m pgraft.stages.tracking_sync sync|drain`, `pgraft track sync`.
+syncer that stages start); `python -m pgraft.tracking.sync sync|drain`, `pgraft track sync`.
 
-No stage imports this module or MLflow (pgraft.stages.tracking starts it). Writers of one store (the background
+No stage imports this module or MLflow (pgraft.tracking.spool starts it). Writers of one store (the background
 syncer, aggregate's sync, `pgraft track sync`) take turns under a file lock beside the store; a ledger per store
 in the state dir remembers which spooled pipelines are mirrored (by their files' names, times and sizes), so a
-pass touches MLflow only for what changed. How records become runs: pgraft.stages.tracking_runs.
+pass touches MLflow only for what changed. How records become runs: pgraft.tracking.runs.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pgraft.io import write_json
-from pgraft.stages import tracking
-from pgraft.stages.tracking import state_dir, warn
-from pgraft.stages.tracking_runs import PipelineMirror
+from pgraft.tracking import spool as tracking
+from pgraft.tracking.spool import state_dir, warn
+from pgraft.tracking.runs import PipelineMirror
 
 POLL_S = 0.5  # the background syncer looks at the spool this often
 LOCK_TIMEOUT_S = tracking.LOCK_TIMEOUT_S

@@ -1,0 +1,1 @@
+"""How a stage runs: the stage runner, the thread policy and the warm fork server (`pgraft warm`)."""
