@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DONE = re.compile(r"pgraft [\w-]+: done in ([0-9.]+) s")
 START = re.compile(r"Running stage '([^']+)'")
-EMPTY_STAGE = ("from pgraft.runtime.runner import parser, run_stage\n"
-               "raise SystemExit(run_stage('empty', parser('empty', 'a stage whose body does nothing', domain=False), "
+EMPTY_STAGE = ("from pgraft.runtime.runner import base_parser, run_stage\n"
+               "raise SystemExit(run_stage('empty', base_parser('empty', 'a stage whose body does nothing'), "
                "lambda args, params: {}, []))")
 
 

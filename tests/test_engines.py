@@ -133,13 +133,24 @@ def _dvc_status(repo: Path) -> set[str]:
 
 
 def _dvc_changed(repo: Path) -> set[str]:
-    """The stages DVC reruns: validate (when an edit touches it) rewrites the stamps first, then every stage whose
-    stamp or input changed."""
+    """The stages DVC reruns: after a code edit `pgraft pipeline dvc` refreshes the stamps; validate (when an edit
+    touches it) rewrites them after a params edit, then every stage whose stamp or input changed reruns."""
+    _run([f"{BIN}/pgraft", "pipeline", "dvc"], repo)
     first = _dvc_status(repo)
     if "validate" not in first:
         return first
     _run([f"{BIN}/dvc", "repro", "--single-item", "validate"], repo)
     return {"validate"} | _dvc_status(repo)
+
+
+def _stale(repo: Path) -> set[str]:
+    """rerun.stale_instances run on the copy's own code (its src/ is first on the path there)."""
+    import json
+
+    code = ("import json, yaml; from pathlib import Path; from pgraft.pipeline import rerun\n"
+            "raw = yaml.safe_load(Path('params.yaml').read_text())\n"
+            "print(json.dumps(sorted(rerun.stale_instances(raw, Path('.'), Path('results/stamps')))))")
+    return set(json.loads(_run([sys.executable, "-c", code], repo).strip().splitlines()[-1]))
 
 
 def _smk_planned(repo: Path) -> set[str]:
@@ -171,14 +182,19 @@ def _edit_params(repo: Path, key: str, value) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
-EDITS = [  # (params key and new value) or (source file to touch)
+SOURCE_EDITS = {  # what is appended to a source file: a comment changes no syntax tree, a statement does
+    "comment": "\n# an edit\n", "docstring": '\n\ndef _edited():\n    """An edit."""\n', "code": "\n_EDIT = 1\n"}
+EDITS = [  # (params key and new value) or (source file and the kind of edit)
     ("finetune.learning_rate", 0.0037), ("sampler.eta", 0.5), ("gaussian.reward.temperature", 2.0),
-    ("evaluate.num_samples", 120), ("src/pgraft/domains/gaussian.py", None), ("src/pgraft/samplers/rollout.py", None),
+    ("evaluate.num_samples", 120), ("src/pgraft/domains/gaussian.py", "comment"),
+    ("src/pgraft/domains/gaussian.py", "code"), ("src/pgraft/samplers/rollout.py", "code"),
+    ("src/pgraft/runtime/runner.py", "docstring"), ("src/pgraft/tracking/spool.py", "code"),
+    ("src/pgraft/config.py", "code"),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("what,value", EDITS, ids=[e[0] for e in EDITS])
+@pytest.mark.parametrize("what,value", EDITS, ids=[f"{e[0]}-{e[1]}" for e in EDITS])
 def test_an_edit_reruns_the_same_jobs_under_both_engines(engine_runs, what, value):
     import os
 
@@ -186,28 +202,36 @@ def test_an_edit_reruns_the_same_jobs_under_both_engines(engine_runs, what, valu
 
     saved = {}
     for repo in engine_runs:
-        target = repo / ("params.yaml" if value is not None else what)
+        source = value in SOURCE_EDITS
+        target = repo / (what if source else "params.yaml")
         saved[repo] = (target, target.read_bytes(), target.stat())
-        if value is not None:
-            _edit_params(repo, what, value)
+        if source:
+            target.write_text(target.read_text() + SOURCE_EDITS[value])
         else:
-            target.write_text(target.read_text() + "\n# an edit\n")
+            _edit_params(repo, what, value)
     try:
         dvc_repo, smk_repo = engine_runs
         raw = yaml.safe_load((dvc_repo / "params.yaml").read_text())
-        keys, files = ([what], []) if value is not None else ([], [what])
+        keys, files = ([], [what]) if value in SOURCE_EDITS else ([what], [])
         predicted = rerun.affected(raw, keys=keys, files=files, root=dvc_repo)
+        if files:  # what the stamps say before any engine rewrites them: none for an edit that cannot change a number
+            stale = _stale(dvc_repo)
+            stale |= {"validate"} if stale else set()
+            no_behaviour = value != "code" or what.startswith(("src/pgraft/tracking/", "src/pgraft/config.py"))
+            assert stale == (set() if no_behaviour else predicted), sorted(stale ^ predicted)[:5]
+            predicted = stale
         by_dvc = rerun.downstream(raw, _dvc_changed(dvc_repo))
         by_smk = _smk_planned(smk_repo)
         assert by_dvc == predicted, f"DVC only: {sorted(by_dvc - predicted)[:5]}; table only: {sorted(predicted - by_dvc)[:5]}"
         assert by_smk == predicted, f"Snakemake only: {sorted(by_smk - predicted)[:5]}; table only: {sorted(predicted - by_smk)[:5]}"
-        if what == "src/pgraft/domains/gaussian.py":
+        if (what, value) == ("src/pgraft/domains/gaussian.py", "code"):
             assert predicted and not any("digits_t2i" in n or "digits_flow" in n for n in predicted)
     finally:
         for target, data, st in saved.values():
             target.write_bytes(data)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-        _run([f"{BIN}/dvc", "repro", "--single-item", "validate"], engine_runs[0])  # the stamps as they were
+        _run([f"{BIN}/pgraft", "pipeline", "dvc"], engine_runs[0])  # the stamps as they were
+        _run([f"{BIN}/dvc", "repro", "--single-item", "validate"], engine_runs[0])
 
 
 # ---- a bad edit loses nothing ----

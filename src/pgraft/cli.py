@@ -8,29 +8,19 @@ import json
 import sys
 
 from pgraft import __version__
-from pgraft.pipeline.table import COMMANDS as STAGES
+from pgraft.pipeline.table import COMMANDS as STAGES, variants
 
-STAGE_HELP = {
-    "pretrain": "train the domain's base model from scratch",
-    "sample": "one base sampling run per (domain, seed), keeping every truncation point's state",
-    "reward": "terminal rewards of the samples and of the reference pool",
-    "filter": "GRS selection within groups (+ acceptance-law check)",
-    "finetune": "GRAFT / P-GRAFT fine-tuning at truncation point k, one checkpoint per budget",
-    "variance": "E[Var(r|X_tk)] per truncation point and each k's exact-target reward (ceiling)",
-    "ddpo": "the DDPO baseline: online sampling + PPO on the reward (prompt-conditioned domains)",
-    "evaluate": "reward, distance to the exact tilted target, distance to base, diversity",
-    "invert": "INC: real data back to noise through the base flow's Euler sampler (fixed-point backward Euler)",
-    "correct": "INC: train the corrector flow from N(0, I) to the inverted noises",
-    "evaluate_flow": "INC: FID vs FLOPs per image for the base at every n and for base + corrector",
-    "aggregate": "collect all metrics into one tidy table (and mirror the records into MLflow)",
-    "figures": "figures and the markdown table from the tidy table only",
-}
 STAGE_MODULES = {name: f"pgraft.stages.{name}" for name in STAGES}  # explicit: no import strings in config
+
+
+def _summary(command: str) -> str:
+    """A command's line in `pgraft --help`: its first stage's summary in the stage table."""
+    return next(s.summary for s in variants(command) if s.summary)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    epilog = "stages:\n" + "\n".join(f"  {n:<10} {STAGE_HELP[n]}" for n in STAGES) + (
+    epilog = "stages:\n" + "\n".join(f"  {n:<13} {_summary(n)}" for n in STAGES) + (
         "\n\nother commands:\n  validate   check params.yaml and print the resolved settings"
         "\n  schema     print the JSON Schema of params.yaml"
         "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml and the stamps from the stage table (--check: fail if stale);"

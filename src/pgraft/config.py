@@ -46,7 +46,9 @@ class TrackingParams(Strict):
     uri: str = "sqlite:///mlflow.db"
     experiment: str = Field("pgraft", min_length=1)
     live: bool = True  # a background syncer mirrors each record soon after its stage ends (else: at aggregate)
-    idle_s: float = Field(10.0, gt=0.0, le=3600.0)  # seconds without new records before that syncer exits
+    # seconds without new records before that syncer exits: longer than the gaps between a run's stages, so one
+    # syncer (one MLflow import, ~5 CPU-s) serves a whole pipeline run
+    idle_s: float = Field(600.0, gt=0.0, le=3600.0)
 
 
 class CorrectorParams(Strict):

@@ -51,16 +51,16 @@ def probe(base, data: torch.Tensor, cond, levels: NoiseLevels, *, steps: int, he
           learning_rate: float, batch_size: int, warmup_steps: int, timesteps: str, seed: int) -> dict:
     """Fine-tune a copy of `base` with GRAFT's loss (k = N) on the accepted x_0 `data` less a held-out part, then
     measure the per-step losses: heldout_base, heldout_probe (held-out part) and train_probe (training part)."""
-    tr, ho = split(len(data), heldout_fraction, numpy_rng(16, seed))
+    tr, ho = split(len(data), heldout_fraction, numpy_rng("probe_split", seed))
     rows = {"train": torch.as_tensor(tr), "heldout": torch.as_tensor(ho)}
     part = {name: (data[r], None if cond is None else cond[r]) for name, r in rows.items()}
     objective = TruncatedObjective(part["train"][0], levels, len(levels.timesteps), "x0", timesteps,
                                    cond=part["train"][1])
     model = copy.deepcopy(base).requires_grad_(True)
-    losses = train(model, objective, steps, learning_rate, batch_size, seeded(17, seed), warmup_steps=warmup_steps)
+    losses = train(model, objective, steps, learning_rate, batch_size, seeded("probe_train", seed), warmup_steps=warmup_steps)
 
     def measured(m, name):  # the same noises for every model on one part
-        return window_losses(m, *part[name], levels, seeded(18, seed, len(rows[name])), draws)
+        return window_losses(m, *part[name], levels, seeded("probe_windows", seed, len(rows[name])), draws)
 
     return {"steps": steps, "accepted": len(data), "train": len(tr), "heldout": len(ho),
             "timesteps": levels.timesteps.tolist(), "heldout_base": measured(base, "heldout"),

@@ -15,8 +15,9 @@ from pathlib import Path
 PACKAGE = "pgraft"
 REGISTRY_PACKAGE = "pgraft.domains"  # imports every built-in domain: a stage sees its own domain only
 RULES_PACKAGE = "pgraft.filters"  # imports every GRS rule: a stage sees the rules it is configured with
-#: modules (and packages: everything under them) in no stage's stamp: they cannot change a stage's outputs
-NOT_STAMPED = ("pgraft.tracking", "pgraft.runtime.warm", "pgraft.cli", "pgraft.config")
+#: modules (and packages: everything under them) in no stage's stamp: they cannot change a stage's outputs. The
+#: stage table shapes commands, paths and parsers only, which the engines see in each command itself.
+NOT_STAMPED = ("pgraft.tracking", "pgraft.runtime.warm", "pgraft.cli", "pgraft.config", "pgraft.pipeline.table")
 #: libraries imported for bookkeeping only (progress bars, params parsing, the import graph): not stamped
 NOT_NUMERICAL = frozenset({"tqdm", "grimp", "pydantic", "yaml"})
 

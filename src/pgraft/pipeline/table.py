@@ -32,6 +32,7 @@ class Port:
     # failing validate removes nothing)
     kind: str = "file"
     directory: bool = False  # a plain output that is a directory ("dir" outputs always are)
+    help: str = ""  # what the stage command's option means (its --help)
 
     @property
     def is_dir(self) -> bool:
@@ -57,6 +58,8 @@ class Stage:
     #: Snakemake's priority for the stage's jobs: the INC chain (one long serial chain beside the wide reward
     #: chain) goes first, so that it does not run alone at the end of a run on few cores
     priority: int = 0
+    #: one line for `pgraft --help` (the command's own --help is its module's DOC)
+    summary: str = ""
 
     def command(self, fmt) -> str:
         """The stage's command with `fmt(kind, text)` rendering each placeholder for an engine."""
@@ -95,109 +98,161 @@ def stamp_path(stage: Stage, domain: str | None) -> str:
 
 def _evaluated(finetuned: str) -> tuple[Port, ...]:
     """What the evaluate command reads: the base, the fine-tuned checkpoints, the seed's reference and rewards."""
-    return (Port("model", "results/{domain}/base"), Port("finetuned", finetuned),
-            Port("reference", "results/{domain}/seed{seed}/reference.npz"),
-            Port("rewards", "results/{domain}/seed{seed}/rewards.parquet"))
+    return (Port("model", "results/{domain}/base", help="base model directory"),
+            Port("finetuned", finetuned, help="fine-tuned checkpoints directory (from finetune or ddpo)"),
+            Port("reference", "results/{domain}/seed{seed}/reference.npz", help="reference pool .npz (from sample)"),
+            Port("rewards", "results/{domain}/seed{seed}/rewards.parquet", help="rewards .parquet (from reward)"))
 
 
 def _evaluation(metrics_dir: str) -> tuple[Port, ...]:
     """What the evaluate command writes into one metrics directory."""
-    return (Port("out", f"{metrics_dir}/evaluate.json", "plain"),
-            Port("gallery", f"{metrics_dir}/gallery.npz", "plain"))
+    return (Port("out", f"{metrics_dir}/evaluate.json", "plain", help="output metrics JSON"),
+            Port("gallery", f"{metrics_dir}/gallery.npz", "plain",
+                 help="output .npz of a few samples of the largest budget (figures)"))
 
 NETWORKS = ("device", "precision")  # where and in what precision a stage runs its networks
 INC_PRIORITY = 10  # the INC chain's Snakemake priority (Stage.priority)
 
+MODEL = "base model directory (from pretrain)"
+METRICS = "output metrics JSON"
+SAMPLES = "samples .npz from the sample stage"
+
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "pgraft.stages.validate", inputs=(Port(None, "params.yaml"),),
-          outputs=(Port("stamps", STAMPS, "stamps"),), local=True),
+          outputs=(Port("stamps", STAMPS, "stamps", help="directory of the per-(stage, domain) stamps"),), local=True,
+          summary="check params.yaml and write the per-(stage, domain) stamps"),
     Stage("pretrain", "pgraft.stages.pretrain", ("domain",), "reward",
-          outputs=(Port("out", "results/{domain}/base", "dir"),
-                   Port("metrics", "results/metrics/{domain}/pretrain.json", "plain")),
+          outputs=(Port("out", "results/{domain}/base", "dir",
+                        help="output directory for model.safetensors + config.json"),
+                   Port("metrics", "results/metrics/{domain}/pretrain.json", "plain", help=METRICS)),
           params=("sampler.num_train_timesteps", "sampler.beta_schedule", "sampler.num_steps", "base_models",
-                  *NETWORKS, DOMAIN_PARAMS), parallel=True),
+                  *NETWORKS, DOMAIN_PARAMS), parallel=True, summary="train the domain's base model from scratch"),
     Stage("sample", "pgraft.stages.sample", ("domain", "seed"), "reward",
-          inputs=(Port("model", "results/{domain}/base"),),
-          outputs=(Port("out", "results/{domain}/seed{seed}/samples.npz"),
-                   Port("reference", "results/{domain}/seed{seed}/reference.npz"),
-                   Port("metrics", "results/metrics/{domain}/seed{seed}/sample.json", "plain")),
-          params=("sampler", "truncation_grid", "filter", "sample", *NETWORKS, DOMAIN_PARAMS)),
+          inputs=(Port("model", "results/{domain}/base", help=MODEL),),
+          outputs=(Port("out", "results/{domain}/seed{seed}/samples.npz",
+                        help="output samples .npz (x0, groups, state_k<k>)"),
+                   Port("reference", "results/{domain}/seed{seed}/reference.npz", help="output reference pool .npz"),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/sample.json", "plain", help=METRICS)),
+          params=("sampler", "truncation_grid", "filter", "sample", *NETWORKS, DOMAIN_PARAMS),
+          summary="one base sampling run per (domain, seed), keeping every truncation point's state"),
     Stage("reward", "pgraft.stages.reward", ("domain", "seed"), "reward",
-          inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
-                  Port("reference", "results/{domain}/seed{seed}/reference.npz")),
-          outputs=(Port("out", "results/{domain}/seed{seed}/rewards.parquet"),),
-          params=("device", DOMAIN_PARAMS)),
+          inputs=(Port("model", "results/{domain}/base",
+                       help="base model directory (holds the domain's auxiliary networks)"),
+                  Port("samples", "results/{domain}/seed{seed}/samples.npz", help=SAMPLES),
+                  Port("reference", "results/{domain}/seed{seed}/reference.npz",
+                       help="reference pool .npz from the sample stage")),
+          outputs=(Port("out", "results/{domain}/seed{seed}/rewards.parquet",
+                        help="output rewards .parquet (set, index, reward)"),),
+          params=("device", DOMAIN_PARAMS), summary="terminal rewards of the samples and of the reference pool"),
     Stage("filter", "pgraft.stages.filter", ("domain", "seed"), "reward",
-          inputs=(Port("samples", "results/{domain}/seed{seed}/samples.npz"),
-                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet")),
-          outputs=(Port("out", "results/{domain}/seed{seed}/selection.parquet"),
-                   Port("acceptance", "results/metrics/{domain}/seed{seed}/acceptance.csv", "plain"),
-                   Port("metrics", "results/metrics/{domain}/seed{seed}/filter.json", "plain")),
-          params=("filter", "sample.group_size", DOMAIN_PARAMS)),
+          inputs=(Port("samples", "results/{domain}/seed{seed}/samples.npz", help="samples .npz (groups, dedup keys)"),
+                  Port("rewards", "results/{domain}/seed{seed}/rewards.parquet",
+                       help="rewards .parquet from the reward stage")),
+          outputs=(Port("out", "results/{domain}/seed{seed}/selection.parquet",
+                        help="output selection .parquet (index, group, reward, u, keep)"),
+                   Port("acceptance", "results/metrics/{domain}/seed{seed}/acceptance.csv", "plain",
+                        help="output acceptance-law check .csv"),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/filter.json", "plain", help=METRICS)),
+          params=("filter", "sample.group_size", DOMAIN_PARAMS),
+          summary="GRS selection within groups (+ acceptance-law check)"),
     Stage("finetune", "pgraft.stages.finetune", ("domain", "seed", "k"), "reward",
-          inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
-                  Port("selection", "results/{domain}/seed{seed}/selection.parquet")),
-          outputs=(Port("out", "results/{domain}/seed{seed}/k{k}/finetuned", "dir"),),
+          inputs=(Port("model", "results/{domain}/base", help="base model directory"),
+                  Port("samples", "results/{domain}/seed{seed}/samples.npz", help=SAMPLES),
+                  Port("selection", "results/{domain}/seed{seed}/selection.parquet",
+                       help="selection .parquet from the filter stage")),
+          outputs=(Port("out", "results/{domain}/seed{seed}/k{k}/finetuned", "dir",
+                        help="output directory: b<budget>.safetensors + config.json"),),
           params=("sampler", "filter", "sample.num_groups", "sample.group_size", "sample.batch_size", "finetune",
-                  *NETWORKS, DOMAIN_PARAMS), parallel=True),
+                  *NETWORKS, DOMAIN_PARAMS), parallel=True,
+          summary="GRAFT / P-GRAFT fine-tuning at truncation point k, one checkpoint per budget"),
     Stage("evaluate", "pgraft.stages.evaluate", ("domain", "seed", "k"), "reward",
           inputs=_evaluated("results/{domain}/seed{seed}/k{k}/finetuned"),
           outputs=_evaluation("results/metrics/{domain}/seed{seed}/k{k}"),
           params=("sampler", "filter", "sample.batch_size", "evaluate", "finetune.budgets", *NETWORKS,
-                  DOMAIN_PARAMS)),
+                  DOMAIN_PARAMS), summary="reward, distance to the exact tilted target, distance to base, diversity"),
     Stage("variance", "pgraft.stages.variance", ("domain", "seed"), "reward",
-          inputs=(Port("model", "results/{domain}/base"), Port("samples", "results/{domain}/seed{seed}/samples.npz"),
-                  Port("selection", "results/{domain}/seed{seed}/selection.parquet")),
-          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/variance.json", "plain"),),
-          params=("sampler", "truncation_grid", "sample.batch_size", "variance", *NETWORKS, DOMAIN_PARAMS)),
+          inputs=(Port("model", "results/{domain}/base", help=MODEL),
+                  Port("samples", "results/{domain}/seed{seed}/samples.npz",
+                       help="samples .npz with the states after k steps (from sample)"),
+                  Port("selection", "results/{domain}/seed{seed}/selection.parquet",
+                       help="selection .parquet with rewards and the keep-mask (from filter)")),
+          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/variance.json", "plain",
+                        help="output JSON: per k, the variance terms and the ceiling with intervals"),),
+          params=("sampler", "truncation_grid", "sample.batch_size", "variance", *NETWORKS, DOMAIN_PARAMS),
+          summary="E[Var(r|X_tk)] per truncation point and each k's exact-target reward (ceiling)"),
     Stage("ddpo", "pgraft.stages.ddpo", ("domain", "seed"), "ddpo",
-          inputs=(Port("model", "results/{domain}/base"),),
-          outputs=(Port("out", "results/{domain}/seed{seed}/ddpo/finetuned", "dir"),
-                   Port("metrics", "results/metrics/{domain}/seed{seed}/ddpo/train.json", "plain")),
-          params=("sampler", "ddpo", *NETWORKS, DOMAIN_PARAMS), parallel=True),
+          inputs=(Port("model", "results/{domain}/base", help=MODEL),),
+          outputs=(Port("out", "results/{domain}/seed{seed}/ddpo/finetuned", "dir",
+                        help="output directory: b<evaluations>.safetensors + config.json"),
+                   Port("metrics", "results/metrics/{domain}/seed{seed}/ddpo/train.json", "plain",
+                        help="output training log JSON")),
+          params=("sampler", "ddpo", *NETWORKS, DOMAIN_PARAMS), parallel=True,
+          summary="the DDPO baseline: online sampling + PPO on the reward (prompt-conditioned domains)"),
     Stage("evaluate_ddpo", "pgraft.stages.evaluate", ("domain", "seed"), "ddpo", fixed={"k": "sampler.num_steps"},
           inputs=_evaluated("results/{domain}/seed{seed}/ddpo/finetuned"),
           outputs=_evaluation("results/metrics/{domain}/seed{seed}/ddpo"),
           params=("sampler", "filter", "sample.batch_size", "evaluate", "ddpo.checkpoints", *NETWORKS,
                   DOMAIN_PARAMS)),
     Stage("pretrain_flow", "pgraft.stages.pretrain", ("domain",), "inc",
-          outputs=(Port("out", "results/{domain}/base", "dir"),
-                   Port("metrics", "results/metrics/{domain}/pretrain.json", "plain"),
-                   Port("features", "results/{domain}/features", "dir")),
+          outputs=(Port("out", "results/{domain}/base", "dir",
+                        help="output directory for model.safetensors + config.json"),
+                   Port("metrics", "results/metrics/{domain}/pretrain.json", "plain", help=METRICS),
+                   Port("features", "results/{domain}/features", "dir",
+                        help="image domains: output directory of the FID feature network")),
           params=(*NETWORKS, DOMAIN_PARAMS), parallel=True, priority=INC_PRIORITY),
     Stage("invert", "pgraft.stages.invert", ("domain", "n"), "inc",
-          inputs=(Port("model", "results/{domain}/base"),),
-          outputs=(Port("out", "results/{domain}/inc/n{n}/inverted.npz"),
-                   Port("metrics", "results/metrics/{domain}/inc/n{n}/invert.json", "plain")),
+          inputs=(Port("model", "results/{domain}/base", help="base flow model directory (from pretrain)"),),
+          outputs=(Port("out", "results/{domain}/inc/n{n}/inverted.npz",
+                        help="output .npz of inverted noises (the kept ones)"),
+                   Port("metrics", "results/metrics/{domain}/inc/n{n}/invert.json", "plain", help=METRICS)),
           params=("inc.num_inverted", "inc.iterations", "inc.tolerance", "inc.perturb", "inc.max_residual",
-                  "inc.roundtrip_threshold", "inc.batch_size", *NETWORKS, DOMAIN_PARAMS), priority=INC_PRIORITY),
+                  "inc.roundtrip_threshold", "inc.batch_size", *NETWORKS, DOMAIN_PARAMS), priority=INC_PRIORITY,
+          summary="INC: real data back to noise through the base flow's Euler sampler (fixed-point backward Euler)"),
     Stage("correct", "pgraft.stages.correct", ("domain", "seed", "n"), "inc",
-          inputs=(Port("inverted", "results/{domain}/inc/n{n}/inverted.npz"),),
-          outputs=(Port("out", "results/{domain}/seed{seed}/inc/n{n}/corrector", "dir"),),
-          params=("inc.corrector", *NETWORKS, DOMAIN_PARAMS), parallel=True, priority=INC_PRIORITY),
+          inputs=(Port("inverted", "results/{domain}/inc/n{n}/inverted.npz",
+                       help="inverted noises .npz (from invert)"),),
+          outputs=(Port("out", "results/{domain}/seed{seed}/inc/n{n}/corrector", "dir",
+                        help="output corrector directory"),),
+          params=("inc.corrector", *NETWORKS, DOMAIN_PARAMS), parallel=True, priority=INC_PRIORITY,
+          summary="INC: train the corrector flow from N(0, I) to the inverted noises"),
     Stage("evaluate_flow", "pgraft.stages.evaluate_flow", ("domain", "seed"), "inc",
-          inputs=(Port("model", "results/{domain}/base"), Port("features", "results/{domain}/features"),
-                  Port("correctors-dir", "results/{domain}/seed{seed}/inc")),
-          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/inc.json", "plain"),),
-          params=("inc", *NETWORKS, DOMAIN_PARAMS), priority=INC_PRIORITY),
+          inputs=(Port("model", "results/{domain}/base", help="base flow model directory"),
+                  Port("features", "results/{domain}/features", help="FID feature network directory (from pretrain)"),
+                  Port("correctors-dir", "results/{domain}/seed{seed}/inc",
+                       help="directory holding n<n>/corrector for every n of inc.corrected_steps (from correct)")),
+          outputs=(Port("out", "results/metrics/{domain}/seed{seed}/inc.json", "plain", help=METRICS),),
+          params=("inc", *NETWORKS, DOMAIN_PARAMS), priority=INC_PRIORITY,
+          summary="INC: FID vs FLOPs per image for the base at every n and for base + corrector"),
     Stage("aggregate", "pgraft.stages.aggregate", local=True,
-          inputs=(Port("metrics-dir", "results/metrics"),),
-          outputs=(Port("out", "results/summary.csv", "plain"), Port("plots-dir", "results/plots", "plain", True),
-                   Port("summary-dir", "results/summary", "metric", True),
-                   Port("galleries", "results/galleries.npz", "plain")),
+          inputs=(Port("metrics-dir", "results/metrics", help="directory of per-stage metrics (results/metrics)"),),
+          outputs=(Port("out", "results/summary.csv", "plain", help="output tidy table .csv"),
+                   Port("plots-dir", "results/plots", "plain", True,
+                        help="output directory of per-seed CSVs for dvc plots"),
+                   Port("summary-dir", "results/summary", "metric", True,
+                        help="output directory of one <domain>.json per domain: reward mean and sd over seeds per k "
+                             "and budget (the DVC metrics)"),
+                   Port("galleries", "results/galleries.npz", "plain",
+                        help="output .npz of the first seed's gallery samples (figures)")),
           params=("domains", "seeds", "truncation_grid", "sampler.num_steps", "filter", "finetune", "ddpo", "inc",
-                  "tracking", "plugins", "*")),
+                  "tracking", "plugins", "*"), summary="collect all metrics into one tidy table"),
     Stage("figures", "pgraft.stages.figures", local=True,
-          inputs=(Port("summary", "results/summary.csv"), Port("galleries", "results/galleries.npz")),
-          outputs=(Port("out", "results/figures", "plain", True),),
+          inputs=(Port("summary", "results/summary.csv", help="tidy table from aggregate (results/summary.csv)"),
+                  Port("galleries", "results/galleries.npz",
+                       help="gallery samples from aggregate (results/galleries.npz)")),
+          outputs=(Port("out", "results/figures", "plain", True, help="output directory (results/figures)"),),
           params=("domains", "seeds", "base_models", "truncation_grid", "sampler.num_steps", "ddpo.domains", "plugins",
-                  "*")),
+                  "*"), summary="figures, markdown tables and REPORT.md from the tidy table only"),
 )
 BY_NAME = {s.name: s for s in STAGES}
 #: the stage commands (`pgraft <command>`, `python -m pgraft.stages.<command>`), in table order: one per stage
 #: module (evaluate serves evaluate and evaluate_ddpo, pretrain pretrain and pretrain_flow); validate is the
 #: engines' own check, not a command of the pipeline's results
 COMMANDS = tuple(dict.fromkeys(s.module.rsplit(".", 1)[1] for s in STAGES if s.name != "validate"))
+
+
+def variants(command: str) -> tuple[Stage, ...]:
+    """The stages a command runs as (evaluate: evaluate and evaluate_ddpo; pretrain: pretrain and pretrain_flow)."""
+    return tuple(s for s in STAGES if s.module == f"pgraft.stages.{command}")
 
 
 # ---- the matrix -----------------------------------------------------------------------------------------------

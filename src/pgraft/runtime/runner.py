@@ -13,19 +13,44 @@ from pgraft.errors import ArtifactError, ConfigError, StageError
 from pgraft.runtime.threads import set_threads  # noqa: F401 (the stages take it from here)
 
 
-def parser(stage: str, doc: str, *, domain: bool = True, seed: bool = False, k: bool = False,
-           n: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"pgraft {stage}", description=doc)
+AXES = {  # a matrix axis as a command-line option: its type and meaning
+    "domain": (str, "domain name, one of params 'domains'"),
+    "seed": (int, "seed, one of params 'seeds'"),
+    "k": (int, "truncation point, one of params 'truncation_grid'"),
+    "n": (int, "base Euler steps, one of params 'inc.corrected_steps'"),
+}
+
+
+def base_parser(command: str, doc: str, axes: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """--params and the axes' options (a command outside the stage table, e.g. probe, adds its own options)."""
+    p = argparse.ArgumentParser(prog=f"pgraft {command}", description=doc)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    if domain:
-        p.add_argument("--domain", required=True, help="domain name, one of params 'domains'")
-    if seed:
-        p.add_argument("--seed", type=int, required=True, help="seed, one of params 'seeds'")
-    if k:
-        p.add_argument("--k", type=int, required=True, help="truncation point, one of params 'truncation_grid'")
-    if n:
-        p.add_argument("--n", type=int, required=True, help="base Euler steps, one of params 'inc.corrected_steps'")
+    for axis in axes:
+        kind, help_text = AXES[axis]
+        p.add_argument(f"--{axis}", type=kind, required=True, help=help_text)
     return p
+
+
+def stage_parser(command: str, doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a stage command, built from the stage table (pgraft.pipeline.table): the axes of
+    every stage the command runs as and their ports' options (required where every such stage has them)."""
+    from pgraft.pipeline.table import variants
+
+    stages = variants(command)
+    axes = [a for s in stages for a in (*s.axes, *s.fixed) if a in AXES]
+    p = base_parser(command, doc, tuple(dict.fromkeys(axes)))
+    ports = {}
+    for s in stages:
+        for port in (*s.inputs, *s.outputs):
+            if port.option:
+                ports.setdefault(port.option, (port.help, sum(port.option in _options(v) for v in stages)))
+    for option, (help_text, count) in ports.items():
+        p.add_argument(f"--{option}", required=count == len(stages), help=help_text)
+    return p
+
+
+def _options(stage) -> set[str]:
+    return {p.option for p in (*stage.inputs, *stage.outputs) if p.option}
 
 
 def run_stage(stage: str, p: argparse.ArgumentParser, body: Callable[[argparse.Namespace, Params], dict],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Collect the metrics of every (domain, seed, k, budget) of the current params into one tidy CSV "
        "(columns kind, domain, rule, seed, k, budget, metric, x, value), with the variance stage's conditional "
@@ -216,15 +216,7 @@ def _stats(values, name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("aggregate", DOC, domain=False)
-    p.add_argument("--metrics-dir", required=True, help="directory of per-stage metrics (results/metrics)")
-    p.add_argument("--out", required=True, help="output tidy table .csv")
-    p.add_argument("--plots-dir", required=True, help="output directory of per-seed CSVs for dvc plots")
-    p.add_argument("--summary-dir", required=True,
-                   help="output directory of one <domain>.json per domain: reward mean and sd over seeds per k and "
-                        "budget (the DVC metrics)")
-    p.add_argument("--galleries", required=True, help="output .npz of the first seed's gallery samples (figures)")
-    return run_stage("aggregate", p, body, argv)
+    return run_stage("aggregate", stage_parser("aggregate", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Train a small velocity network (inc.corrector.architecture: MLP or UNet) by flow matching from N(0, I) to the noises that the base needs to "
        "reproduce real data (from invert), pairing each minibatch by its optimal-transport plan "
@@ -11,7 +11,6 @@ DOC = ("Train a small velocity network (inc.corrector.architecture: MLP or UNet)
        "nearest-neighbour distances of the corrector's outputs to training vs held-out noises check memorisation. "
        "One corrector per base step count n (docs/METHOD.md §4).")
 
-HELDOUT_STREAM = 13  # the fixed split of the inverted noises: every seed holds out the same ones
 EVAL_REPEATS = 4  # (t, ε) draws per held-out noise in the fixed held-out loss (stop_on: loss)
 ENERGY_SAMPLES = 1000  # corrector outputs compared with the held-out noises (stop_on: energy)
 
@@ -66,19 +65,19 @@ def body(args, params) -> dict:
     if num_held and len(noise) - num_held < 2:
         raise ArtifactError(f"{args.inverted}: {len(noise)} inverted noises leave no training set after holding "
                             f"out inc.corrector.heldout_fraction={cfg.heldout_fraction}")
-    order = torch.randperm(len(noise), generator=seeded(HELDOUT_STREAM, args.n))
+    order = torch.randperm(len(noise), generator=seeded("inc_heldout", args.n))
     held, fit = noise[order[:num_held]], noise[order[num_held:]]
-    gen = seeded(10, args.seed, args.n)
+    gen = seeded("corrector", args.seed, args.n)
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
     model = domain.place(corrector.build(cfg, tuple(domain.shape)))
     stopper = None
     if num_held:
         if cfg.stop_on in ("loss", "none"):
             held_batches = FlowMatchingObjective(held, cfg.coupling).fixed_batches(
-                cfg.batch_size, seeded(HELDOUT_STREAM, args.seed, args.n), repeats=EVAL_REPEATS)
+                cfg.batch_size, seeded("inc_heldout", args.seed, args.n), repeats=EVAL_REPEATS)
             score = lambda m: mean_loss(m, held_batches)  # noqa: E731
         else:
-            z_eval = torch.randn((ENERGY_SAMPLES, *domain.shape), generator=seeded(HELDOUT_STREAM, args.seed, args.n))
+            z_eval = torch.randn((ENERGY_SAMPLES, *domain.shape), generator=seeded("inc_heldout", args.seed, args.n))
             score = lambda m: energy_distance(  # noqa: E731
                 euler_sample(m, z_eval.to(domain.device), params.inc.corrector_steps).cpu().reshape(len(z_eval), -1)
                 .numpy(), held.reshape(len(held), -1).numpy())
@@ -91,7 +90,7 @@ def body(args, params) -> dict:
         stopper.finish(len(losses), model)
         out.update({"best_step": stopper.best_step, "heldout_score_best": stopper.best_loss,
                     "stopped_early": stopper.stopped_at is not None})
-        check = seeded(HELDOUT_STREAM, args.seed, args.n, 1)
+        check = seeded("inc_heldout", args.seed, args.n, 1)
         z = torch.randn((max(len(held), 2), *domain.shape), generator=check)
         with torch.no_grad():
             outputs = euler_sample(model, z.to(domain.device), params.inc.corrector_steps).cpu()
@@ -107,10 +106,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("correct", DOC, seed=True, n=True)
-    p.add_argument("--inverted", required=True, help="inverted noises .npz (from invert)")
-    p.add_argument("--out", required=True, help="output corrector directory")
-    return run_stage("correct", p, body, argv)
+    return run_stage("correct", stage_parser("correct", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Fine-tune a copy of the base with DDPO: each iteration samples ddpo.prompts_per_batch training prompts x "
        "ddpo.samples_per_prompt trajectories with the current model (stochastic DDIM, sampler.eta > 0), scores "
@@ -38,7 +38,7 @@ def body(args, params) -> dict:
     domain.load_auxiliary(auxiliary_dir(args.model))
     schedule = domain.schedule(params.sampler)
     pool = domain.prompts("train")
-    rng = numpy_rng(11, args.seed)
+    rng = numpy_rng("ddpo_prompts", args.seed)
 
     def prompt_batch(i):
         chosen = rng.choice(len(pool), size=min(cfg.prompts_per_batch, len(pool)), replace=False)
@@ -57,7 +57,7 @@ def body(args, params) -> dict:
                 save_model(Path(tmp), m, args.domain, name=f"b{evaluations}", meta=meta)
 
         log = train_ddpo(model, schedule, domain.shape, lambda x, p: score(domain, x, p), prompt_batch, cfg,
-                         params.sampler.eta, seeded(12, args.seed), save, progress=f"ddpo {args.domain}")
+                         params.sampler.eta, seeded("ddpo", args.seed), save, progress=f"ddpo {args.domain}")
     if tmp is None:
         return {}
     metrics = {"iterations": len(log), "reward_first": log[0]["reward_mean"], "reward_last": log[-1]["reward_mean"],
@@ -70,11 +70,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("ddpo", DOC, seed=True)
-    p.add_argument("--model", required=True, help="base model directory (from pretrain)")
-    p.add_argument("--out", required=True, help="output directory: b<evaluations>.safetensors + config.json")
-    p.add_argument("--metrics", required=True, help="output training log JSON")
-    return run_stage("ddpo", p, body, argv)
+    return run_stage("ddpo", stage_parser("ddpo", DOC), body, argv)
 
 
 if __name__ == "__main__":

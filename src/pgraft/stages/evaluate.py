@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("For each fine-tuning budget, draw evaluate.num_samples from the stitched sampler (fine-tuned for "
        "the first k steps, base after) and report the mean reward, the distance to the rule's exact tilted "
@@ -52,14 +52,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("evaluate", DOC, seed=True, k=True)
-    p.add_argument("--model", required=True, help="base model directory")
-    p.add_argument("--finetuned", required=True, help="fine-tuned checkpoints directory (from finetune or ddpo)")
-    p.add_argument("--reference", required=True, help="reference pool .npz (from sample)")
-    p.add_argument("--rewards", required=True, help="rewards .parquet (from reward)")
-    p.add_argument("--out", required=True, help="output metrics JSON")
-    p.add_argument("--gallery", required=True, help="output .npz of a few samples of the largest budget (figures)")
-    return run_stage("evaluate", p, body, argv)
+    return run_stage("evaluate", stage_parser("evaluate", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("For one seed: draw inc.num_samples images from the base flow at every n of inc.base_steps and from "
        "noise -> corrector -> base at every n of inc.corrected_steps, all from the SAME noise; FID and KID against "
@@ -32,7 +32,7 @@ def body(args, params) -> dict:
     device = domain.device
     train, test = domain.split()
     real = to_uint8(torch.as_tensor(test))
-    gen = seeded(12, args.seed)
+    gen = seeded("inc_evaluate", args.seed)
     z = torch.randn((inc.num_samples, *domain.shape), generator=gen)  # the same noise for every method
     x1, t1 = z[:8].to(device), torch.full((8,), 0.5, device=device)
     base_flops = flops_per_image(base, x1, t1, 1)
@@ -62,13 +62,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("evaluate_flow", DOC, seed=True)
-    p.add_argument("--model", required=True, help="base flow model directory")
-    p.add_argument("--features", required=True, help="FID feature network directory (from pretrain)")
-    p.add_argument("--correctors-dir", required=True,
-                   help="directory holding n<n>/corrector for every n of inc.corrected_steps (from correct)")
-    p.add_argument("--out", required=True, help="output metrics JSON")
-    return run_stage("evaluate_flow", p, body, argv)
+    return run_stage("evaluate_flow", stage_parser("evaluate_flow", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs, nothing else) and write "
        "to the output directory, per domain: reward vs k, distance-to-target vs k, the trade-off plot (reward vs "
@@ -109,11 +109,7 @@ def _save(fig, stem, formats=("png", "pdf")) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("figures", DOC, domain=False)
-    p.add_argument("--summary", required=True, help="tidy table from aggregate (results/summary.csv)")
-    p.add_argument("--galleries", required=True, help="gallery samples from aggregate (results/galleries.npz)")
-    p.add_argument("--out", required=True, help="output directory (results/figures)")
-    return run_stage("figures", p, body, argv)
+    return run_stage("figures", stage_parser("figures", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Apply the GRS rule (params 'filter') within each group of training samples; write the keep-mask "
        "and an acceptance-law check: empirical keep rate vs the closed form g, by bins of u = F(r).")
@@ -43,7 +43,7 @@ def body(args, params) -> dict:
         raise StageError(f"{args.rewards}: no training rewards (set == 'train'); the sample stage drew nothing")
     if len(ref) == 0:
         raise StageError(f"{args.rewards}: no reference rewards (set == 'reference')")
-    keep, keys = select(rule, domain, samples["x0"], r, groups, numpy_rng(4, args.seed))
+    keep, keys = select(rule, domain, samples["x0"], r, groups, numpy_rng("filter", args.seed))
     if not keep.any():
         raise StageError(f"filter {rule.name} {rule.params} accepted no sample; loosen its parameters")
     u = empirical_cdf(ref, r)
@@ -68,13 +68,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("filter", DOC, seed=True)
-    p.add_argument("--samples", required=True, help="samples .npz (groups, dedup keys)")
-    p.add_argument("--rewards", required=True, help="rewards .parquet from the reward stage")
-    p.add_argument("--out", required=True, help="output selection .parquet (index, group, reward, u, keep)")
-    p.add_argument("--acceptance", required=True, help="output acceptance-law check .csv")
-    p.add_argument("--metrics", required=True, help="output metrics JSON")
-    return run_stage("filter", p, body, argv)
+    return run_stage("filter", stage_parser("filter", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Fine-tune a copy of the base denoiser on the accepted states at truncation point k (noise levels "
        "above t_I only), saving one checkpoint per fine-tuning budget. k = 0 is the base model itself. "
@@ -77,7 +77,7 @@ def body(args, params) -> dict:
     if ft.rounds == 1:
         resume = Resumable(work, fingerprint, ft.checkpoint_every)
         objective = TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps, cond=cond)
-        losses, history = fine.finetune_once(base, objective, ft, seeded(5, args.seed, args.k), save,
+        losses, history = fine.finetune_once(base, objective, ft, seeded("finetune", args.seed, args.k), save,
                                              f"finetune k={args.k}", resume)
         if resume.resumed_from:
             print(f"pgraft finetune: resumed from step {resume.resumed_from}", file=sys.stderr)
@@ -112,12 +112,7 @@ def _fingerprint(params, args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("finetune", DOC, seed=True, k=True)
-    p.add_argument("--model", required=True, help="base model directory")
-    p.add_argument("--samples", required=True, help="samples .npz from the sample stage")
-    p.add_argument("--selection", required=True, help="selection .parquet from the filter stage")
-    p.add_argument("--out", required=True, help="output directory: b<budget>.safetensors + config.json")
-    return run_stage("finetune", p, body, argv)
+    return run_stage("finetune", stage_parser("finetune", DOC), body, argv)
 
 
 if __name__ == "__main__":

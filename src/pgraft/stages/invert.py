@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Invert the training images (inc.num_inverted of them; all by default) through the frozen base flow with "
        "backward Euler (fixed-point iterations at the forward step's own times until inc.tolerance or "
@@ -24,7 +24,7 @@ def body(args, params) -> dict:
     from pgraft.errors import StageError
     from pgraft.io import write_json, write_npz
     from pgraft.samplers.flow import InversionWarning, batched, euler_invert, euler_sample
-    from pgraft.seeds import seeded
+    from pgraft.seeds import numpy_rng, seeded
     from pgraft.stages.common import load_model, set_threads
 
     set_threads()
@@ -35,9 +35,9 @@ def body(args, params) -> dict:
     base = domain.place(load_model(args.model, domain))
     device = domain.device
     train, _ = domain.split()
-    order = np.random.default_rng(11).permutation(len(train))[: inc.num_inverted or None]
+    order = numpy_rng("invert_subset").permutation(len(train))[: inc.num_inverted or None]
     data = torch.as_tensor(train[order])
-    gen = seeded(9, args.n)
+    gen = seeded("invert", args.n)
     noises, row_res, step_res, iters = [], [], [0.0] * args.n, [0] * args.n
     with warnings.catch_warnings(record=True) as record:  # the warning counts rows above inc.tolerance
         warnings.simplefilter("always", InversionWarning)
@@ -78,11 +78,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("invert", DOC, n=True)
-    p.add_argument("--model", required=True, help="base flow model directory (from pretrain)")
-    p.add_argument("--out", required=True, help="output .npz of inverted noises (the kept ones)")
-    p.add_argument("--metrics", required=True, help="output metrics JSON")
-    return run_stage("invert", p, body, argv)
+    return run_stage("invert", stage_parser("invert", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = "Train the domain's base ε-model on its data with the ordinary denoising loss; save it as safetensors."
 
@@ -54,7 +54,7 @@ def body(args, params) -> dict:
         x = torch.as_tensor(x).mean(dim=1, keepdim=True)  # the feature network sees 8x8 grayscale
         x = torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False)
         net = train_digit_classifier(x, torch.as_tensor(y), steps=section.features.steps,
-                                     generator=seeded(8, cfg.seed))
+                                     generator=seeded("features", cfg.seed))
         with atomic_dir(args.features) as tmp:
             save_extractor(net, tmp)
     with atomic_dir(args.out) as tmp:
@@ -62,7 +62,7 @@ def body(args, params) -> dict:
         for b, other in enumerate(models[1:], start=1):  # base b beside base 0 (pgraft.checkpoints.base_name)
             save_weights(Path(tmp) / f"model_base{b}.safetensors", other.state_dict(),
                          metadata={"domain": args.domain})
-        aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded(9, cfg.seed))  # one reward for every base
+        aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded("auxiliary", cfg.seed))  # one reward for every base
         metrics.update({f"auxiliary_{k}": v for k, v in aux.items()})
     write_json(args.metrics, metrics)
     return {**metrics, "_artifacts": [args.metrics]}
@@ -78,7 +78,7 @@ def _train_base(args, params, domain, section, b: int):
     from pgraft.seeds import seeded
 
     cfg = section.pretrain
-    gen = seeded(1, cfg.seed) if b == 0 else seeded(1, cfg.seed, b)
+    gen = seeded("pretrain", cfg.seed) if b == 0 else seeded("pretrain", cfg.seed, b)
     if domain.kind == "flow":
         from pgraft.finetune.flow_objective import FlowMatchingObjective
 
@@ -114,18 +114,14 @@ def _published_base(args, params, domain) -> dict:
                    model, torch.zeros((1, *domain.shape)), torch.zeros(1).long(), tokens)}
     with atomic_dir(args.out) as tmp:
         save_model(Path(tmp), model, args.domain, meta={"sampler": params.sampler.model_dump()})
-        aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded(9, 0))
+        aux = domain.train_auxiliary(auxiliary_dir(tmp), seeded("auxiliary", 0))
         metrics.update({f"auxiliary_{k}": v for k, v in aux.items()})
     write_json(args.metrics, metrics)
     return {**metrics, "_artifacts": [args.metrics]}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("pretrain", DOC)
-    p.add_argument("--out", required=True, help="output directory for model.safetensors + config.json")
-    p.add_argument("--metrics", required=True, help="output metrics JSON")
-    p.add_argument("--features", help="image domains: output directory of the FID feature network")
-    return run_stage("pretrain", p, body, argv)
+    return run_stage("pretrain", stage_parser("pretrain", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ pipeline stage (no entry in pgraft.pipeline.table, no stamp); it reads params' `
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import base_parser, run_stage
 
 DOC = ("Fine-tune a copy of the base with GRAFT's loss for regime_map.probe.steps steps on the accepted x_0 less a "
        "held-out part (regime_map.probe.heldout_fraction), then write the mean denoising loss at each sampler step "
@@ -40,7 +40,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("probe", DOC, seed=True)
+    p = base_parser("probe", DOC, ("domain", "seed"))
     p.add_argument("--model", required=True, help="base model directory (from pretrain)")
     p.add_argument("--samples", required=True, help="samples .npz (from sample)")
     p.add_argument("--selection", required=True, help="selection .parquet (from filter)")

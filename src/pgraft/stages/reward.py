@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = "Compute the terminal reward r(x_0) of every sample (training groups and reference pool)."
 
@@ -32,12 +32,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("reward", DOC, seed=True)
-    p.add_argument("--model", required=True, help="base model directory (holds the domain's auxiliary networks)")
-    p.add_argument("--samples", required=True, help="samples .npz from the sample stage")
-    p.add_argument("--reference", required=True, help="reference pool .npz from the sample stage")
-    p.add_argument("--out", required=True, help="output rewards .parquet (set, index, reward)")
-    return run_stage("reward", p, body, argv)
+    return run_stage("reward", stage_parser("reward", DOC), body, argv)
 
 
 if __name__ == "__main__":

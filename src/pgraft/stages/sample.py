@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Draw num_groups x group_size base trajectories, keeping x after k steps for every k of the "
        "truncation grid and x_0 (one run feeds the whole sweep), plus an independent reference pool "
@@ -31,13 +31,13 @@ def body(args, params) -> dict:
     n = params.sample.num_groups * m
     grid = params.truncation_grid
     t0 = time.perf_counter()
-    drawn = draw_groups(lambda i: base, schedule, domain, params.sample.num_groups, m, seeded(2, args.seed),
+    drawn = draw_groups(lambda i: base, schedule, domain, params.sample.num_groups, m, seeded("sample", args.seed),
                         params.sample.batch_size, keep=grid, progress=True)  # a group shares one prompt
     elapsed = time.perf_counter() - t0
     x0, kept, prompts, groups = drawn.x0, drawn.kept, drawn.prompts, drawn.groups
     ref_prompts, ref_cond = conditions(domain, "train", params.sample.reference_size)
     ref, _ = sample_in_batches(lambda i: base, schedule, params.sample.reference_size, domain.shape,
-                               seeded(3, args.seed), params.sample.batch_size, cond=ref_cond,
+                               seeded("reference", args.seed), params.sample.batch_size, cond=ref_cond,
                                device=domain.device)
     extra = {} if prompts is None else {"prompt": prompts}
     ref_extra = {} if ref_prompts is None else {"prompt": ref_prompts}
@@ -53,12 +53,7 @@ def body(args, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("sample", DOC, seed=True)
-    p.add_argument("--model", required=True, help="base model directory (from pretrain)")
-    p.add_argument("--out", required=True, help="output samples .npz (x0, groups, state_k<k>)")
-    p.add_argument("--reference", required=True, help="output reference pool .npz")
-    p.add_argument("--metrics", required=True, help="output metrics JSON")
-    return run_stage("sample", p, body, argv)
+    return run_stage("sample", stage_parser("sample", DOC), body, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgraft.runtime.runner import parser, run_stage
+from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("For every k of the truncation grid, continue the seed's stored base trajectories from their state after "
        "k steps with the base sampler: `variance.branches` continuations of `variance.states` training states give "
@@ -40,11 +40,11 @@ def body(args, params) -> dict:
     prompts = samples["prompt"] if domain.conditional else None
     centre = _prompt_means(r, prompts)  # E[r|c] per row (the overall mean for unconditional domains)
     total = float(np.mean((r - centre) ** 2))  # E[Var(r|c)]: V(0) in the limit of pure noise
-    rng = numpy_rng(15, args.seed)
+    rng = numpy_rng("variance_states", args.seed)
     chosen = np.sort(rng.choice(len(r), size=min(cfg.states, len(r)), replace=False))
     accepted = np.flatnonzero(keep)
 
-    def rewards(rows: np.ndarray, k: int, branches: int, stream: int) -> np.ndarray:
+    def rewards(rows: np.ndarray, k: int, branches: int, stream: str) -> np.ndarray:
         """(len(rows), branches) rewards of base continuations from the rows' states after k steps."""
         rep = np.repeat(rows, branches)
         x_k = torch.as_tensor(samples[state_key(k)][rep], dtype=torch.float32)
@@ -61,12 +61,12 @@ def body(args, params) -> dict:
                    "between_hi": total}
             ceiling = mean_interval(r[accepted], rng, cfg.bootstrap)
         else:
-            branched = rewards(chosen, k, cfg.branches, 13) - centre[chosen, None]
+            branched = rewards(chosen, k, cfg.branches, "variance_branches") - centre[chosen, None]
             var = bootstrap(branched, rng, cfg.bootstrap)
             if k == 0:  # no step is fine-tuned (x_T is N(0, I) whatever the model): the target is the base law itself
                 ceiling = mean_interval(r, rng, cfg.bootstrap)
             else:
-                continued = rewards(accepted, k, cfg.ceiling_branches, 14).mean(axis=1)
+                continued = rewards(accepted, k, cfg.ceiling_branches, "variance_ceiling").mean(axis=1)
                 ceiling = mean_interval(continued, rng, cfg.bootstrap)
         out["k"][str(k)] = {**var, **{f"ceiling_{m}" if m != "mean" else "ceiling": v for m, v in ceiling.items()}}
         share = var["within"] / total if total > 0 else float("nan")  # a constant reward has no variance to share
@@ -87,12 +87,7 @@ def _prompt_means(r, prompts):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("variance", DOC, seed=True)
-    p.add_argument("--model", required=True, help="base model directory (from pretrain)")
-    p.add_argument("--samples", required=True, help="samples .npz with the states after k steps (from sample)")
-    p.add_argument("--selection", required=True, help="selection .parquet with rewards and the keep-mask (from filter)")
-    p.add_argument("--out", required=True, help="output JSON: per k, the variance terms and the ceiling with intervals")
-    return run_stage("variance", p, body, argv)
+    return run_stage("variance", stage_parser("variance", DOC), body, argv)
 
 
 if __name__ == "__main__":

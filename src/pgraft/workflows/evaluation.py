@@ -12,7 +12,7 @@ from pgraft.seeds import seeded
 from pgraft.workflows.scoring import as_cond, conditions, score
 
 # the random streams of the evaluation draws, per seed: one per split and one for the gallery
-STREAMS = {"train": 7, "heldout": 17, "gallery": 27}
+STREAMS = {"train": "evaluate_train", "heldout": "evaluate_heldout", "gallery": "evaluate_gallery"}
 
 
 def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k: int, seed: int, schedule,

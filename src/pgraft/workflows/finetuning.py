@@ -63,12 +63,12 @@ def finetune_rounds(base, data, cond, levels, k: int, ft, *, domain, rule, sched
     for run in ([ft.budgets] if ft.round_checkpoints else [[b] for b in ft.budgets]):
         model = copy.deepcopy(base).requires_grad_(True)
         steps = max(1, run[-1] // ft.rounds)
-        gen, round_data, round_cond, run_losses = seeded(5, seed, k, run[-1]), data, cond, []
+        gen, round_data, round_cond, run_losses = seeded("finetune", seed, k, run[-1]), data, cond, []
         for rnd in range(ft.rounds):
             if rnd > 0:  # the round's sampling draws from the training generator, as the data came before it
                 done = grs_round(model, base, k, schedule, domain, rule, num_groups=sample.num_groups,
                                  group_size=group_size, batch_size=sample.batch_size, generator=gen,
-                                 rng=numpy_rng(6, seed, k))
+                                 rng=numpy_rng("finetune_rounds", seed, k))
                 round_data, round_cond = done.accepted(None if state_key == "x0" else k)
             obj = TruncatedObjective(round_data, levels, k, ft.target, ft.timesteps, cond=round_cond)
             losses = train(model, obj, steps, ft.learning_rate, ft.batch_size, gen,
