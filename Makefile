@@ -33,7 +33,7 @@ lock:  ## recompile the lock requirements.txt after editing requirements.in or p
 	CUSTOM_COMPILE_COMMAND="make lock  (pip-compile $(LOCK_INPUTS), extras sd2 and test)" \
 	  $(VENV)/bin/pip-compile $(LOCK_FLAGS) -o requirements.txt $(LOCK_INPUTS)
 
-# `pgraft warm`: each stage forks from a server that imported torch once (README "Where the time goes")
+# `pgraft warm`: each stage forks from a server that imported torch once (docs/PIPELINE.md "Where the time goes")
 repro: setup  ## run the embedded default pipeline on every core (Snakemake), record it in dvc.lock -> results/figures/
 	pgraft pipeline dvc
 	pgraft warm snakemake --profile workflow/profiles/local

@@ -1,4 +1,4 @@
-"""The GPU check (benchmarks/gpu_check.sh; README "GPUs"): every number below comes from one run.
+"""The GPU check (benchmarks/gpu_check.sh; docs/CLUSTER.md "GPUs"): every number below comes from one run.
 
 1. The tiny random-weight Stable Diffusion 2 sweep through the real stages (pretrain -> sample -> reward ->
    filter -> finetune -> evaluate -> aggregate -> figures) with `device: auto`.

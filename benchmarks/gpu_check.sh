@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (README "GPUs"), every number from one run (benchmarks/gpu_check.py): the tiny random-weight SD2
+# The GPU check (docs/CLUSTER.md "GPUs"), every number from one run (benchmarks/gpu_check.py): the tiny random-weight SD2
 # sweep through the real stages on the GPU; stitched-sampler throughput vs diffusers' StableDiffusionPipeline
 # (SD2's real widths at 512x512, fp16; k = 0 and the LoRA on for the first N/2 steps); fine-tuning step time with
 # and without bf16; the digits_t2i stages on the GPU vs the CPU. One CUDA GPU: within 5 minutes. Without a GPU:

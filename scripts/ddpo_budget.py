@@ -1,4 +1,4 @@
-"""DDPO at its own budget against multi-round GRAFT / P-GRAFT, at equal reward evaluations (README "DDPO at its
+"""DDPO at its own budget against multi-round GRAFT / P-GRAFT, at equal reward evaluations (docs/RESULTS.md "DDPO at its
 real budget"). Runs the real stage commands (pgraft.pipeline.table) and writes a tidy CSV, a markdown table per
 budget and a figure to results/studies/ddpo_budget/.
 

@@ -1,4 +1,4 @@
-"""The documented sweep behind the fine-tuning defaults (README "Fine-tuning defaults"): learning rate × warm-up
+"""The documented sweep behind the fine-tuning defaults (docs/RESULTS.md "Fine-tuning defaults"): learning rate × warm-up
 × P-GRAFT target convention, the same grid for every truncation point, on a selection seed that no reported
 result uses. Runs the real stage commands (pgraft.pipeline.table) and writes a tidy CSV and a markdown table.
 

@@ -22,7 +22,7 @@ STAGE = """\
 import json, pathlib, sys
 import pandas as pd
 from pgraft.config import load_params
-from pgraft.stages.aggregate import seed_summary
+from pgraft.report.summary import seed_summary
 p = load_params("params.yaml")
 lr = p.finetune.learning_rate
 rows = [dict(kind="evaluate", domain=d, rule=None, seed=s, k=k, budget=b, metric="reward_mean", x=None,

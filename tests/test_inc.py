@@ -99,7 +99,7 @@ def test_early_stopping_ends_a_training_run():
 
 
 def test_memorisation_ratio_separates_copies_from_fresh_draws():
-    from pgraft.stages.correct import memorisation
+    from pgraft.metrics.memorisation import memorisation
 
     g = torch.Generator().manual_seed(2)
     train_set, held = torch.randn(900, 8, generator=g), torch.randn(100, 8, generator=g)
@@ -180,7 +180,7 @@ def test_inc_table_prints_the_real_data_floor():
     import pandas as pd
 
     from pgraft.report import tables
-    from pgraft.stages.aggregate import COLUMNS
+    from pgraft.report.summary import COLUMNS
 
     rows = [{"kind": "inc", "domain": "toy", "rule": rule, "seed": seed, "k": 0, "budget": 0, "metric": m,
              "x": float(n), "value": v}

@@ -25,6 +25,7 @@ def test_a_round_checkpoint_is_the_model_after_that_round(real_params):
     from pgraft.config import parse_params
     from pgraft.samplers.levels import NoiseLevels
     from pgraft.stages.common import build_rule
+    from pgraft.workflows.context import RunContext
     from pgraft.workflows.finetuning import finetune_rounds
 
     from pipeline_helpers import shrink
@@ -41,9 +42,10 @@ def test_a_round_checkpoint_is_the_model_after_that_round(real_params):
     def run(**ft):
         saved = {}
         ft = params.finetune.model_copy(update=dict(rounds=2, batch_size=8, **ft))
-        finetune_rounds(base, data, None, levels, n, ft, domain=domain, rule=build_rule(params, "gaussian"),
-                        schedule=schedule, sample=params.sample, group_size=params.group_size("gaussian"), seed=0,
-                        state_key="x0", save=lambda name, m: saved.update({name: copy.deepcopy(m.state_dict())}))
+        ctx = RunContext(domain, base, schedule, build_rule(params, "gaussian"), 0, n, params.sample.batch_size)
+        finetune_rounds(ctx, data, None, levels, ft, num_groups=params.sample.num_groups,
+                        group_size=params.group_size("gaussian"), state_key="x0",
+                        save=lambda name, m: saved.update({name: copy.deepcopy(m.state_dict())}))
         return saved
 
     nested, separate = run(budgets=[3, 6], round_checkpoints=True), run(budgets=[6])

@@ -23,14 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     epilog = "stages:\n" + "\n".join(f"  {n:<13} {_summary(n)}" for n in STAGES) + (
         "\n\nother commands:\n  validate   check params.yaml and print the resolved settings"
         "\n  schema     print the JSON Schema of params.yaml"
-        "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml and the stamps from the stage table (--check: fail if stale);"
+        "\n  pipeline   `pgraft pipeline dvc`: write dvc.yaml and the stamps from the stage table (--check: fail if"
+        "\n             stale);"
         "\n             `pgraft pipeline show`: the stages, their matrices, params keys and code files;"
         "\n             `pgraft pipeline use --params <file>`: check a params file and make it params.yaml;"
         "\n             `pgraft pipeline estimate --params <file>`: GPU-hours per stage (--measure: on this machine)"
         "\n  warm       `pgraft warm <command ...>`: run an engine (snakemake, dvc repro) with a warm stage server:"
         "\n             each stage forks from a process that imported torch once (make repro uses it)"
         "\n  track      `pgraft track sync`: mirror spooled stage records into MLflow; `pgraft track wait`:"
-        "\n             wait for the background syncer (README \"Compare in MLflow\")"
+        "\n             wait for the background syncer (docs/TRACKING.md \"Compare in MLflow\")"
         "\n\n`pgraft <command> --help` shows each command's options.")
     top = argparse.ArgumentParser(prog="pgraft", description="Reward fine-tuning of diffusion models by "
                                   "rejection sampling (GRAFT / P-GRAFT): pipeline stages and tools.",
@@ -80,7 +81,7 @@ def _pipeline(rest: list[str]) -> int:
     p.add_argument("action", choices=["dvc", "show", "use", "estimate"],
                    help="dvc: write dvc.yaml; show: print the stage table; use: check a params file (its keys, "
                         "prompt file and base model), make it params.yaml and write dvc.yaml; estimate: GPU-hours "
-                        "per stage from seconds per image (README \"Reproducing the paper's SD2 experiment\")")
+                        "per stage from seconds per image (docs/CLUSTER.md \"Reproducing the paper's SD2 experiment\")")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="dvc.yaml", help="dvc.yaml path (actions dvc and use)")
     p.add_argument("--check", action="store_true", help="do not write: exit 1 if --out differs from the table's")

@@ -241,7 +241,8 @@ class SharedParams(Strict):
     #: s mod base_models, so the spread over seeds includes the spread over base models (docs/METHOD.md §6); all
     #: are trained whatever the seeds, so adding a seed never retrains a base
     base_models: int = Field(2, ge=1)
-    #: where every stage runs the networks: auto (CUDA when torch.cuda.is_available()) | cpu | cuda (README "GPUs");
+    #: where every stage runs the networks: auto (CUDA when torch.cuda.is_available()) | cpu | cuda
+    #: (docs/CLUSTER.md "GPUs");
     #: cuda without a CUDA device fails when a stage starts, naming this key
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     #: mixed precision of the networks that allow it (the UNets): auto and bf16 autocast to bf16 on CUDA, fp32 does

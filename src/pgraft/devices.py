@@ -1,5 +1,5 @@
 """Where the networks run: params `device` (auto | cpu | cuda) and `precision` (auto | fp32 | bf16), and the
-processes of a data-parallel launch (`accelerate launch`, README "GPUs").
+processes of a data-parallel launch (`accelerate launch`, docs/CLUSTER.md "GPUs").
 
 On a CPU nothing here changes a result: networks and batches stay where they were, in fp32. On CUDA the stages
 keep each network and each sampling batch on the device for a whole rollout; the noise is still drawn from the

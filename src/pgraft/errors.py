@@ -1,4 +1,4 @@
-"""The errors every layer raises (bad params, bad artifacts, a stage that cannot run): the bottom of the import graph."""
+"""The errors every layer raises (bad params, bad artifacts, a stage that cannot run): the import graph's bottom."""
 
 
 class ConfigError(ValueError):

@@ -34,7 +34,8 @@ class Domain:
     shape: ClassVar[tuple[int, ...]]
     #: True: samples carry a prompt, the network is called as model(x_t, t, tokens), the hooks need `cond`
     conditional: ClassVar[bool] = False
-    #: True: the base model is a published checkpoint (e.g. Stable Diffusion 2), loaded by the pretrain stage, not trained
+    #: True: the base model is a published checkpoint (e.g. Stable Diffusion 2), loaded by the pretrain stage,
+    #: not trained
     pretrained: ClassVar[bool] = False
     #: extra_metrics names shown in the per-k table (results/figures/<domain>_table.md) next to the reward
     table_metrics: ClassVar[tuple[str, ...]] = ()

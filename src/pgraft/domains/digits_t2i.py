@@ -135,7 +135,8 @@ class DigitsT2IDomain(DiffusionDomain):
                     pool = by_digit[d]
                     canvases[i, 0, :, digit_vqa.SLOTS[slot]] = x[pool[int(u[i, j] * len(pool))]]
             else:
-                pool = by_digit[p.digits[0]] if p.kind == "digit" else by_class[(p.digits[0], int(p.attribute == "bold"))]
+                pool = (by_digit[p.digits[0]] if p.kind == "digit"
+                        else by_class[(p.digits[0], int(p.attribute == "bold"))])
                 canvases[i, 0, :, digit_vqa.SLOTS["centre"]] = x[pool[int(u[i, 0] * len(pool))]]
         return canvases
 
@@ -187,7 +188,8 @@ class DigitsT2IDomain(DiffusionDomain):
         img = lambda a: torch.as_tensor(a[:, None])  # noqa: E731
         judge = fit_classifier(lambda: DigitClassifier(num_classes=20), img(x), torch.as_tensor(2 * y + bold),
                                steps, generator=generator)
-        independent = fit_classifier(lambda: PixelMLPClassifier(num_classes=20), img(xj), torch.as_tensor(2 * yj + boldj),
+        independent = fit_classifier(lambda: PixelMLPClassifier(num_classes=20), img(xj),
+                                     torch.as_tensor(2 * yj + boldj),
                                      steps, generator=generator)
         features = train_digit_classifier(img(x), torch.as_tensor(y), steps=self.params.features.steps,
                                           generator=generator)

@@ -1,4 +1,4 @@
-"""Document layouts (PubLayNet-like box sets): a transformer denoiser, alignment/overlap rewards, maxIoU and FD metrics."""
+"""Document layouts (PubLayNet-like box sets): a transformer denoiser, alignment/overlap rewards, maxIoU, FD."""
 
 from __future__ import annotations
 
@@ -230,7 +230,8 @@ class LayoutsDomain(DiffusionDomain):
             try:
                 net.load_state_dict(load_weights(self._aux_dir / FEATURES_WEIGHTS))
             except RuntimeError as err:
-                raise ArtifactError(f"{self._aux_dir / FEATURES_WEIGHTS}: weights do not fit the model ({err})") from err
+                raise ArtifactError(f"{self._aux_dir / FEATURES_WEIGHTS}: weights do not fit the model "
+                                    f"({err})") from err
             self._encoder = net.eval().requires_grad_(False)
         return self._encoder
 

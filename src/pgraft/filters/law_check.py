@@ -26,3 +26,12 @@ def acceptance_by_bins(rule: Rule, num_groups: int = 20000, num_bins: int = 20, 
         out.append({"u_center": (edges[b] + edges[b + 1]) / 2, "empirical": keep[bins == b].mean(),
                     "closed_form": rule.acceptance_probability(arg).mean()})
     return out
+
+
+def registry_acceptance() -> list[dict]:
+    """acceptance_by_bins of every registered rule at its EXAMPLE params, in registry order, each record with
+    its rule's name: {"rule", "u_center", "empirical", "closed_form"}."""
+    from pgraft import filters
+
+    return [{"rule": name, **rec} for name in filters.REGISTRY
+            for rec in acceptance_by_bins(filters.build(name, **filters.REGISTRY[name].EXAMPLE))]

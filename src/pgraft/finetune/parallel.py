@@ -1,4 +1,4 @@
-"""Data-parallel training (DDP through `accelerate`) over the processes of `accelerate launch` (README "GPUs").
+"""Data-parallel training (DDP through `accelerate`) over the processes of `accelerate launch` (docs/CLUSTER.md "GPUs").
 
 Every process draws the same global batch from the same generator and keeps its own rows (rank r of P takes
 rows r·B/P .. (r+1)·B/P); DDP averages the gradients, so each optimizer step is the step of the whole batch

@@ -57,7 +57,8 @@ def probe(base, data: torch.Tensor, cond, levels: NoiseLevels, *, steps: int, he
     objective = TruncatedObjective(part["train"][0], levels, len(levels.timesteps), "x0", timesteps,
                                    cond=part["train"][1])
     model = copy.deepcopy(base).requires_grad_(True)
-    losses = train(model, objective, steps, learning_rate, batch_size, seeded("probe_train", seed), warmup_steps=warmup_steps)
+    losses = train(model, objective, steps, learning_rate, batch_size, seeded("probe_train", seed),
+                   warmup_steps=warmup_steps)
 
     def measured(m, name):  # the same noises for every model on one part
         return window_losses(m, *part[name], levels, seeded("probe_windows", seed, len(rows[name])), draws)

@@ -1,4 +1,4 @@
-"""Layout-set metrics: alignment and maximum IoU as LayoutGAN++ computes them, today's variants, and the Fréchet distance."""
+"""Layout-set metrics: alignment and maximum IoU as LayoutGAN++ computes them, today's variants, Fréchet distance."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def alignment(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-layout alignment as the LayoutGAN++ code computes it (const_layout `metric.py` compute_alignment,
     LayoutDM's "alignment-LayoutGAN++"; after Attribute-conditioned Layout GAN §3.6.4), lower is better:
 
-        align(B) = (1/N) Σ_{i present} g( min_{j≠i} min_{a ∈ {L, Cx, R, T, Cy, B}} |a_i − a_j| ),  g(d) = −log(1 − d),
+        align(B) = (1/N) Σ_{i present} g( min_{j≠i} min_{a ∈ {L, Cx, R, T, Cy, B}} |a_i − a_j| ),
+        g(d) = −log(1 − d),
 
     over the N present boxes of a layout (boxes (n, L, 4) as (xc, yc, w, h) in page units, mask (n, L)).
     The partners j are all the other L − 1 slots, padding included, and a padding slot is the zero box

@@ -1,4 +1,4 @@
-"""A layout encoder whose summary token is the feature space of the layout Fréchet distance (as LayoutGAN++'s FID net)."""
+"""A layout encoder whose summary token is the layout Fréchet distance's feature space (as LayoutGAN++'s FID net)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ KINDS = {
 }
 #: Stable Diffusion 2 at 512x512, fp16, guidance on, one NVIDIA H200; measure your own (`measure`)
 DEFAULT_THROUGHPUT = {
-    "sample_step": 0.0060,  # measured: 8.30 images/s with 20 DDIM steps at batch 8 (README "Stable Diffusion 2 (GPU)")
+    # measured: 8.30 images/s with 20 DDIM steps at batch 8 (docs/CLUSTER.md "Stable Diffusion 2 (GPU)")
+    "sample_step": 0.0060,
     "train_step": 0.018,    # assumed: three sampling steps (a backward costs about two forwards); not measured
     "reward": 0.10,         # assumed: VAE decode + VQAScore with CLIP-FlanT5-XXL; not measured
     "startup": 120.0,       # assumed: SD2 and the VQAScore model read from a shared filesystem; not measured

@@ -151,14 +151,18 @@ def fid_vs_flops(inc: pd.DataFrame, domain: str):
     s = inc_stats(inc)
     metrics = [(m, label) for m, label in (("fid", "FID"), ("kid", "KID")) if f"{m}_mean" in s]
     fig, axs = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.6), layout="constrained", squeeze=False)
+    # a point's "n=" label: base left of and below its point, INC right of and above it. INC at n costs more FLOPs
+    # than the base at n, so the two labels of one n lie on either side of that gap and never overlap
+    placement = {"base": {"xytext": (-5, -5), "ha": "right", "va": "top"},
+                 "inc": {"xytext": (5, 5), "ha": "left", "va": "bottom"}}
     for ax, (m, name) in zip(axs[0], metrics):
-        # labels: base below its points, INC above, so the two labels of one n do not cross where the values are close
-        for rule, label, style, dy in (("base", "base flow", "o-", -11), ("inc", "base + corrector (INC)", "s--", 5)):
+        for rule, label, style in (("base", "base flow", "o-"), ("inc", "base + corrector (INC)", "s--")):
             d = s[s["rule"] == rule].sort_values("flops")
             ax.errorbar(d["flops"], d[f"{m}_mean"], yerr=d[f"{m}_std"].fillna(0), fmt=style, capsize=3, label=label)
             for _, row in d.iterrows():
-                ax.annotate(f"n={int(row['x'])}", (row["flops"], row[f"{m}_mean"]), fontsize=7, xytext=(4, dy),
-                            textcoords="offset points")
+                ax.annotate(f"n={int(row['x'])}", (row["flops"], row[f"{m}_mean"]), fontsize=7,
+                            textcoords="offset points", **placement[rule])
+        ax.margins(x=0.08)  # room for the labels left of the first base point
         ax.set_xscale("log")
         axes.readable_log(ax.xaxis)
         ax.set(xlabel="FLOPs per generated image (counted)", ylabel=f"{name} vs held-out real images (unitless)")

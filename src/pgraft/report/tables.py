@@ -252,7 +252,8 @@ def comparison_markdown(c: Comparison, domain: str) -> str:
              + (f" (sampler cost of the scored samples: {c.last * c.flops.mean():.3g} FLOPs for every method)"
                 if len(c.flops) else "") + ". "
              "In brackets: change of the mean relative to the base, in %. P-GRAFT's k is, for each seed, the best by "
-             "mean training reward over the other seeds (leave-one-seed-out: no reported value selected itself).", "", "| method " + header, rule]
+             "mean training reward over the other seeds (leave-one-seed-out: no reported value selected itself).", "",
+             "| method " + header, rule]
     t = comparison_table(c)
     for label, _ in c.rows:
         d = t[t["method"] == label]

@@ -1,4 +1,4 @@
-"""Layout quality: alignment and overlap as defined by LayoutGAN++ / LayoutDM (lower is better), and rewards from them."""
+"""Layout quality: alignment and overlap as LayoutGAN++ / LayoutDM define them (lower is better), and rewards."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Warm stage processes: a server that has imported torch, diffusers and the other heavy libraries once, and forks
-a fresh child for every stage command (README "Threads and reproducibility", "Where the time goes").
+a fresh child for every stage command (docs/PIPELINE.md "Threads and reproducibility", "Where the time goes").
 
 A stage process spends about 4 s importing its libraries before any work; the default pipeline runs ~235 of
 them. `pgraft warm <command>` starts the server, runs the command (an engine: `snakemake ...`, `dvc repro`) with

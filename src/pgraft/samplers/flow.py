@@ -1,4 +1,4 @@
-"""Euler sampling of a rectified flow, its exact backward-Euler inverse and the INC composed sampler (docs/METHOD.md §4)."""
+"""Euler sampling of a rectified flow, its backward-Euler inverse and the INC composed sampler (docs/METHOD.md §4)."""
 
 from __future__ import annotations
 

@@ -22,31 +22,32 @@ def body(args, params) -> dict:
     from pgraft.metrics.distances import DISTANCES
     from pgraft.stages.common import auxiliary_dir, build_rule, load_base, load_model, set_threads
     from pgraft.workflows.artifacts import check_samples
-    from pgraft.workflows.evaluation import evaluate_budgets
+    from pgraft.workflows.context import RunContext
+    from pgraft.workflows.evaluation import Reference, evaluate_budgets
     from pgraft.workflows.finetuning import LOSS_HISTORY_FILE
 
     set_threads()
     domain = domains.build(args.domain, params)
-    base = domain.place(load_base(args.model, domain, args.seed))
     domain.load_auxiliary(auxiliary_dir(args.model))
-    schedule = domain.schedule(params.sampler)
-    rule = build_rule(params, args.domain)
+    ctx = RunContext(domain, domain.place(load_base(args.model, domain, args.seed)), domain.schedule(params.sampler),
+                     build_rule(params, args.domain), args.seed, args.k, params.sample.batch_size)
     ref = read_npz(args.reference, required=("x0", "domain"))
     check_samples(args.reference, ref, domain)
     table = read_table(args.rewards, columns=("set", "index", "reward"))
     ref_r = table[table["set"] == "reference"].sort_values("index")["reward"].to_numpy()
     ft_cfg = read_json(Path(args.finetuned) / "config.json")
-    out, gallery = evaluate_budgets(
-        domain, base, lambda b: domain.place(load_model(args.finetuned, domain, name=f"b{b}")), k=args.k,
-        seed=args.seed, schedule=schedule, rule=rule, distance=DISTANCES.get(params.evaluate.distance),
-        ref_x0=ref["x0"], ref_rewards=ref_r, ref_prompts=ref.get("prompt") if domain.conditional else None,
+    result, gallery = evaluate_budgets(
+        ctx, lambda b: domain.place(load_model(args.finetuned, domain, name=f"b{b}")),
+        distance=DISTANCES.get(params.evaluate.distance),
+        reference=Reference(ref["x0"], ref_r, ref.get("prompt") if domain.conditional else None),
         budgets=ft_cfg.get("budgets", params.finetune_for(args.domain).budgets),
         evaluations=ft_cfg.get("reward_evaluations", {}), identity=bool(ft_cfg.get("identity")),
-        num_samples=params.evaluate.num_samples, batch_size=params.sample.batch_size)
+        num_samples=params.evaluate.num_samples)
     write_npz(args.gallery, domain=np.asarray(args.domain), **gallery)
     history = Path(args.finetuned) / LOSS_HISTORY_FILE  # absent for DDPO and for runs made before it existed
     if history.exists():  # carried on for aggregate, which reads evaluate's outputs only
-        out["loss_history"] = {"train_loss": read_json(history)["train_loss"]}
+        result.extra["loss_history"] = {"train_loss": read_json(history)["train_loss"]}
+    out = result.to_json()
     write_json(args.out, out)
     return out
 

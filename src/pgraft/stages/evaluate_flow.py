@@ -14,49 +14,22 @@ DOC = ("For one seed: draw inc.num_samples images from the base flow at every n 
 def body(args, params) -> dict:
     from pathlib import Path
 
-    import torch
-
     from pgraft import domains
     from pgraft.io import read_json, write_json
-    from pgraft.metrics.fid import fid_kid, to_uint8
-    from pgraft.metrics.flops import flops_per_image
     from pgraft.models import corrector
-    from pgraft.samplers.flow import batched, composed_sample, euler_sample
-    from pgraft.seeds import seeded
     from pgraft.stages.common import load_model, set_threads
+    from pgraft.workflows.inc import evaluate_inc
 
     set_threads()
-    inc = params.inc
     domain = domains.build(args.domain, params)
     base = domain.place(load_model(args.model, domain))
-    device = domain.device
-    train, test = domain.split()
-    real = to_uint8(torch.as_tensor(test))
-    gen = seeded("inc_evaluate", args.seed)
-    z = torch.randn((inc.num_samples, *domain.shape), generator=gen)  # the same noise for every method
-    x1, t1 = z[:8].to(device), torch.full((8,), 0.5, device=device)
-    base_flops = flops_per_image(base, x1, t1, 1)
-    out: dict = {"real_images": len(real), "generated_images": inc.num_samples,
-                 "floor": {**fid_kid(real, to_uint8(torch.as_tensor(train)), args.features),
-                           "real_train_images": len(train)}}
 
-    for n in inc.base_steps:
-        x = batched(lambda zb: euler_sample(base, zb.to(device), n).cpu(), z, inc.batch_size)
-        out[f"base_n{n}"] = {**fid_kid(real, to_uint8(x), args.features), "flops_per_image": n * base_flops, "n": n}
-    for n in inc.corrected_steps:
+    def load_corrector(n: int):
         corr_dir = Path(args.correctors_dir) / f"n{n}" / "corrector"
         corr = domain.place(load_model(corr_dir, domain, build=corrector.from_config))
-        c_flops = flops_per_image(corr, x1, t1, 1)
-        x = batched(lambda zb: composed_sample(corr, base, zb.to(device), inc.corrector_steps, n).cpu(), z,
-                    inc.batch_size)
-        res = {**fid_kid(real, to_uint8(x), args.features), "n": n,
-               "flops_per_image": n * base_flops + inc.corrector_steps * c_flops}
-        b = out[f"base_n{n}"]
-        res.update({"fid_minus_base": res["fid"] - b["fid"], "kid_minus_base": res["kid"] - b["kid"]})
-        training = read_json(corr_dir / "config.json").get("training", {})
-        res.update({f"corrector_{k}": v for k, v in training.items()
-                    if k in ("nn_ratio", "best_step", "steps_run", "heldout_score_best")})
-        out[f"inc_n{n}"] = res
+        return corr, read_json(corr_dir / "config.json").get("training", {})
+
+    out = evaluate_inc(domain, base, params.inc, args.seed, args.features, load_corrector)
     write_json(args.out, out)
     return out
 

@@ -9,8 +9,8 @@ DOC = ("Read results/summary.csv and results/galleries.npz (aggregate's outputs,
        "distance-to-target and vs diversity), learning curves (training loss and reward vs fine-tuning step), "
        "the table and the sample gallery, the ceiling and learning gap per k (<domain>_ceiling_vs_k, "
        "<domain>_decomposition.md); the conditional reward variance of every domain (conditional_variance); "
-       "the acceptance-law check; and for domains with DDPO the method "
-       "comparison table and reward vs reward evaluations.")
+       "the acceptance-law check; for domains with DDPO the method "
+       "comparison table and reward vs reward evaluations; and REPORT.md, the headline tables of every domain.")
 
 
 def body(args, params) -> dict:
@@ -20,7 +20,7 @@ def body(args, params) -> dict:
 
     matplotlib.use("Agg")
     from pgraft.io import atomic_dir, read_npz, read_table
-    from pgraft.report import bias_variance, curves, decomposition, plots, tables
+    from pgraft.report import bias_variance, curves, decomposition, headline, plots, tables
     from pgraft.report.labels import words
 
     table = read_table(args.summary, columns=("kind", "domain", "seed", "k", "budget", "metric", "x", "value"))
@@ -57,6 +57,7 @@ def body(args, params) -> dict:
             written += _write(out / f"{domain}_comparison.md", tables.comparison_markdown(c, domain))
             written += _save(plots.reward_vs_evaluations(c, rows, words(params, domain)),
                              out / f"{domain}_reward_vs_evaluations")
+        written += _write(out / "REPORT.md", headline.markdown(table, params))  # the headline tables, linked
     return {"figures": len(written)}
 
 

@@ -17,49 +17,34 @@ def body(args, params) -> dict:
 
     from pgraft import domains
     from pgraft.devices import is_main_process
-    from pgraft.errors import StageError
-    from pgraft.finetune import TruncatedObjective, parallel
+    from pgraft.finetune import parallel
     from pgraft.finetune.loop import LOG_EVERY
     from pgraft.finetune.objectives import target_scale
-    from pgraft.finetune.resume import Resumable
-    from pgraft.io import atomic_dir, read_npz, read_table, replace_dir, write_json
-    from pgraft.samplers.levels import NoiseLevels
+    from pgraft.io import read_npz, read_table, replace_dir, write_json
     from pgraft.samplers.stitched import method
-    from pgraft.seeds import seeded
     from pgraft.stages.common import auxiliary_dir, build_rule, load_base, save_model, set_threads
     from pgraft.workflows import finetuning as fine
-    from pgraft.workflows.artifacts import check_samples, training_key
+    from pgraft.workflows.artifacts import check_samples
+    from pgraft.workflows.context import RunContext
 
     set_threads()
     domain = domains.build(args.domain, params)
     base = domain.place(load_base(args.model, domain, args.seed))  # fine-tuned copies train on the same device
-    ft = params.finetune_for(args.domain)
+    ft, num_steps = params.finetune_for(args.domain), params.sampler.num_steps
     samples = read_npz(args.samples, required=("x0", "groups", "domain", "timesteps", "alphas_cumprod"))
     check_samples(args.samples, samples, domain)
-    sel = read_table(args.selection, columns=("index", "keep"))
-    key = training_key(args.k, params.sampler.num_steps, ft.target)
-    if key not in samples:
-        raise StageError(f"{args.samples}: no state for k={args.k} (has {sorted(samples)}); rerun sample")
-    keep = sel.sort_values("index")["keep"].to_numpy().astype(bool)
-    if len(keep) != len(samples["x0"]):
-        raise StageError(f"{args.selection}: {len(keep)} rows but {len(samples['x0'])} samples; rerun filter")
+    key, keep = fine.accepted_rows(samples, read_table(args.selection, columns=("index", "keep")), args.k, num_steps,
+                                   ft.target, (args.samples, args.selection))
     meta = {"k": args.k, "budgets": ft.budgets, "target": ft.target, "timesteps": ft.timesteps,
             "rounds": ft.rounds, "accepted": int(keep.sum()),
             # rewards computed to build the training data (every round scores a fresh pool of the same size)
             "reward_evaluations": {str(b): len(keep) * ft.rounds_at(b) for b in ft.budgets}}
-    if method(args.k, params.sampler.num_steps) == "base":  # nothing to fine-tune
-        if not is_main_process():
-            return {}
-        with atomic_dir(args.out) as tmp:
-            write_json(Path(tmp) / "config.json", {"domain": args.domain, "identity": True, **meta,
-                                                   "reward_evaluations": {}})
-            write_json(Path(tmp) / fine.LOSS_HISTORY_FILE, {"log_every": LOG_EVERY, "train_loss": []})
-        return {"accepted": int(keep.sum())}
+    if method(args.k, num_steps) == "base":  # nothing to fine-tune: k = 0 is the base model
+        if is_main_process():
+            fine.write_identity(args.out, args.domain, meta, LOG_EVERY)
+        return {"accepted": int(keep.sum())} if is_main_process() else {}
 
-    levels = NoiseLevels.from_arrays(samples["timesteps"], samples["alphas_cumprod"])
-    if len(levels.timesteps) != params.sampler.num_steps:
-        raise StageError(f"{args.samples}: drawn with {len(levels.timesteps)} sampler steps but params say "
-                         f"sampler.num_steps={params.sampler.num_steps}; rerun sample")
+    levels = fine.noise_levels(samples, num_steps, args.samples)
     rule = build_rule(params, args.domain)
     data, cond = fine.training_data(samples, keep, key, domain)
     metrics = {"accepted": int(keep.sum()), "target_scale_max": target_scale(levels, args.k)}
@@ -75,20 +60,17 @@ def body(args, params) -> dict:
             save_model(work, model, args.domain, name=name, meta=meta)
 
     if ft.rounds == 1:
-        resume = Resumable(work, fingerprint, ft.checkpoint_every)
-        objective = TruncatedObjective(data, levels, args.k, ft.target, ft.timesteps, cond=cond)
-        losses, history = fine.finetune_once(base, objective, ft, seeded("finetune", args.seed, args.k), save,
-                                             f"finetune k={args.k}", resume)
-        if resume.resumed_from:
-            print(f"pgraft finetune: resumed from step {resume.resumed_from}", file=sys.stderr)
-            metrics["resumed_from"] = resume.resumed_from
-        resume.clear()
+        losses, history, resumed = fine.finetune_resumable(base, data, cond, levels, ft, args.seed, args.k, work,
+                                                           fingerprint, save)
+        if resumed:
+            print(f"pgraft finetune: resumed from step {resumed}", file=sys.stderr)
+            metrics["resumed_from"] = resumed
     else:  # several GRAFT rounds: no mid-run resume (each round re-samples and re-scores)
         domain.load_auxiliary(auxiliary_dir(args.model))  # the reward's networks (judges), as in the reward stage
-        losses, history = fine.finetune_rounds(base, data, cond, levels, args.k, ft, domain=domain, rule=rule,
-                                               schedule=domain.schedule(params.sampler), sample=params.sample,
-                                               group_size=params.group_size(args.domain), seed=args.seed,
-                                               state_key=key, save=save)
+        ctx = RunContext(domain, base, domain.schedule(params.sampler), rule, args.seed, args.k,
+                         params.sample.batch_size)
+        losses, history = fine.finetune_rounds(ctx, data, cond, levels, ft, num_groups=params.sample.num_groups,
+                                               group_size=params.group_size(args.domain), state_key=key, save=save)
     if not main:
         return {}
     write_json(work / fine.LOSS_HISTORY_FILE, {"log_every": LOG_EVERY, "train_loss": history})
@@ -105,8 +87,9 @@ def _fingerprint(params, args) -> str:
     from pgraft.io import file_digest
     from pgraft.stages.common import base_name
 
+    weights = Path(args.model) / f"{base_name(args.model, args.seed)}.safetensors"
     parts = {"finetune": params.finetune_for(args.domain).model_dump(mode="json"), "k": args.k, "seed": args.seed,
-             "domain": args.domain, "model": file_digest(Path(args.model) / f"{base_name(args.model, args.seed)}.safetensors"),
+             "domain": args.domain, "model": file_digest(weights),
              "samples": file_digest(args.samples), "selection": file_digest(args.selection)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 DOC = ("Validate params.yaml (keys, values and cross-field rules) and, under DVC, that dvc.yaml is the one the "
-       "stage table generates for these params; then write one stamp per (stage, domain) with what can change that stage's outputs: "
-       "resolved params values, syntax-tree digests of its modules, library versions (only stamps whose content "
-       "changed are rewritten). Every other "
-       "stage depends on its stamp, so a bad edit stops the run here, before an engine removes any output.")
+       "stage table generates for these params; then write one stamp per (stage, domain) with what can change "
+       "that stage's outputs: resolved params values, syntax-tree digests of its modules, library versions (only "
+       "stamps whose content changed are rewritten). Every other stage depends on its stamp, so a bad edit stops "
+       "the run here, before an engine removes any output.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """How spooled records become MLflow runs: a parent per pipeline, a run per (domain, seed, k), curves by step.
 
-The runs of one pipeline id (README "Compare in MLflow"):
+The runs of one pipeline id (docs/TRACKING.md "Compare in MLflow"):
 
 - parent `pipeline <id>`: params domains, seeds, truncation_grid, the sampler; aggregate's tidy table averaged
   over seeds as metrics `<domain>/k<k>/<metric>` (step = fine-tuning budget), `<domain>/ddpo/<metric>` (step =
@@ -47,11 +47,25 @@ from pgraft.pipeline.table import COMMANDS as STAGES, STAGES as TABLE, instances
 from pgraft.tracking.spool import FORMAT, PIPELINE_FILE, REPORT_STAGES, flatten, record_name, warn
 
 MAX_ARTIFACT_BYTES = 5_000_000  # larger files are not copied into MLflow (they stay in results/)
-PARENT_STAGES = ("pretrain", "invert", "aggregate", "figures")  # per domain (no seed) or per pipeline
-FAN_OUT_STAGES = ("sample", "reward", "filter", "variance")  # per (domain, seed): logged into the run of every k
-INC_STAGES = ("correct", "evaluate_flow")
+
+
+def _commands(keep) -> tuple[str, ...]:
+    """The stage commands of the table's stages that `keep` selects, in table order."""
+    return tuple(dict.fromkeys(s.module.rsplit(".", 1)[1] for s in TABLE if s.name != "validate" and keep(s)))
+
+
+def _inc_chain(stage) -> bool:
+    """A stage of the INC chain after inversion (its ports lie under a domain's inc/ directories)."""
+    return any("/inc" in p.pattern for p in (*stage.inputs, *stage.outputs))
+
+
+# the run families of a record, from the stage table's axes and chains
+PARENT_STAGES = _commands(lambda s: "seed" not in s.axes)  # per domain (no seed) or per pipeline
+#: per (domain, seed) of the reward chain: logged into the run of every k
+FAN_OUT_STAGES = _commands(lambda s: s.domains == "reward" and "seed" in s.axes and "k" not in s.axes)
+INC_STAGES = _commands(lambda s: s.domains == "inc" and "seed" in s.axes)
+N_STAGES = _commands(_inc_chain)  # their step is the Euler step count n
 RESULT_STAGES = ("evaluate", "evaluate_flow")  # their metrics are the results: no stage prefix in a child run
-N_STAGES = ("invert", "correct", "evaluate_flow")  # their step is the Euler step count n
 FINAL = {"parent": ("aggregate", None), "graft": ("evaluate", None), "ddpo": ("evaluate", "ddpo"),
          "inc": ("evaluate_flow", None)}  # the record that completes a run of each family
 METHOD = {"graft": "graft", "ddpo": "ddpo", "inc": "inc"}  # the `method` param (graft: k=0 base ... k=N GRAFT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -9,30 +10,41 @@ import numpy as np
 from pgraft.metrics.diversity import mean_pairwise_distance
 from pgraft.metrics.tilt import tilt_weights_by_condition
 from pgraft.seeds import seeded
+from pgraft.metrics.records import Evaluation
+from pgraft.workflows.context import RunContext
 from pgraft.workflows.scoring import as_cond, conditions, score
 
 # the random streams of the evaluation draws, per seed: one per split and one for the gallery
 STREAMS = {"train": "evaluate_train", "heldout": "evaluate_heldout", "gallery": "evaluate_gallery"}
 
 
-def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k: int, seed: int, schedule,
-                     rule, distance, ref_x0: np.ndarray, ref_rewards: np.ndarray, ref_prompts, budgets,
-                     evaluations: dict, identity: bool, num_samples: int, batch_size: int) -> tuple[dict, dict]:
+@dataclass(frozen=True)
+class Reference:
+    """The base sampler's own reference pool of a seed: its samples, their rewards and, for prompt-conditioned
+    domains, their prompts (None otherwise)."""
+
+    x0: np.ndarray
+    rewards: np.ndarray
+    prompts: object = None
+
+
+def evaluate_budgets(ctx: RunContext, load_finetuned: Callable[[int], object], *, distance, reference: Reference,
+                     budgets, evaluations: dict, identity: bool, num_samples: int) -> tuple[Evaluation, dict]:
     """Metrics of the stitched sampler (load_finetuned(b) for the first k steps, base after) per budget, and
     the gallery samples of the largest budget.
 
     The exact tilted target p̄·g/E[g] (docs/METHOD.md §1) is the reference pool weighted by the rule's g, per
-    prompt for prompt-conditioned domains (ref_prompts; None for unconditional ones).
-    Returns ({"target_reward_mean", "base_reward_mean", "b<budget>": metrics}, gallery arrays)."""
-    weights = tilt_weights_by_condition(rule, ref_rewards, ref_prompts)
+    prompt for prompt-conditioned domains (reference.prompts; None for unconditional ones)."""
+    domain, base, k, seed = ctx.domain, ctx.base, ctx.k, ctx.seed
+    weights = tilt_weights_by_condition(ctx.rule, reference.rewards, reference.prompts)
     splits = ("train", "heldout") if domain.conditional else ("train",)
     conds = {s: conditions(domain, s, num_samples) for s in splits}
     cache: dict = {}
-    out: dict = {"target_reward_mean": float(weights @ ref_rewards), "base_reward_mean": float(ref_rewards.mean())}
+    result = Evaluation(float(weights @ reference.rewards), float(reference.rewards.mean()))
     gallery: dict = {}
     for b in budgets:
-        if identity and f"b{budgets[0]}" in out:  # k = 0: the base model, whatever the budget
-            out[f"b{b}"] = out[f"b{budgets[0]}"]
+        if identity and budgets[0] in result.budgets:  # k = 0: the base model, whatever the budget
+            result.budgets[b] = result.budgets[budgets[0]]
             continue
         ft = base if identity else load_finetuned(b)
 
@@ -41,8 +53,8 @@ def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k
             from pgraft.samplers.rollout import sample_in_batches
             from pgraft.samplers.stitched import Stitched
 
-            x, _ = sample_in_batches(Stitched(ft, base, k), schedule, count, domain.shape, seeded(stream, seed),
-                                     batch_size, cond=cond, device=domain.device)
+            x, _ = sample_in_batches(Stitched(ft, base, k), ctx.schedule, count, domain.shape, seeded(stream, seed),
+                                     ctx.batch_size, cond=cond, device=domain.device)
             return x.numpy()
 
         row: dict = {}
@@ -51,8 +63,8 @@ def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k
             x = draw(num_samples, cond, STREAMS[split])
             metrics = _split_metrics(domain, x, prompts)
             if split == "train":  # the tilted target and the base pool are defined on the training prompts
-                metrics["dist_target"] = distance(x, ref_x0, weights, cache=cache)
-                metrics["dist_base"] = distance(x, ref_x0, cache=cache)
+                metrics["dist_target"] = distance(x, reference.x0, weights, cache=cache)
+                metrics["dist_base"] = distance(x, reference.x0, cache=cache)
                 if domain.gallery_size and not domain.conditional:
                     gallery = {"x": x[:domain.gallery_size]}
             row.update({(m if split == "train" else f"{m}_heldout"): v for m, v in metrics.items()})
@@ -62,10 +74,10 @@ def evaluate_budgets(domain, base, load_finetuned: Callable[[int], object], *, k
             prompts = np.asarray(domain.gallery_prompts())
             x = draw(len(prompts), _tokens(domain, prompts), STREAMS["gallery"])
             gallery = {"x": x, "prompt": prompts}
-        out[f"b{b}"] = row
+        result.budgets[b] = row
     if not gallery:
         gallery = {"x": np.zeros((0, *domain.shape), dtype=np.float32)}
-    return out, gallery
+    return result, gallery
 
 
 def _split_metrics(domain, x: np.ndarray, prompts) -> dict:
