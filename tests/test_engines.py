@@ -182,8 +182,11 @@ def _edit_params(repo: Path, key: str, value) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
-SOURCE_EDITS = {  # what is appended to a source file: a comment changes no syntax tree, a statement does
-    "comment": "\n# an edit\n", "docstring": '\n\ndef _edited():\n    """An edit."""\n', "code": "\n_EDIT = 1\n"}
+SOURCE_EDITS = {  # how a source file is edited: a comment or a docstring changes no syntax tree, a statement does
+    "comment": lambda text: text + "\n# an edit\n",
+    "docstring": lambda text: text.replace('"""', '"""An edited docstring, rewrapped\n', 1),
+    "code": lambda text: text + "\n_EDIT = 1\n",
+}
 EDITS = [  # (params key and new value) or (source file and the kind of edit)
     ("finetune.learning_rate", 0.0037), ("sampler.eta", 0.5), ("gaussian.reward.temperature", 2.0),
     ("evaluate.num_samples", 120), ("src/pgraft/domains/gaussian.py", "comment"),
@@ -206,7 +209,7 @@ def test_an_edit_reruns_the_same_jobs_under_both_engines(engine_runs, what, valu
         target = repo / (what if source else "params.yaml")
         saved[repo] = (target, target.read_bytes(), target.stat())
         if source:
-            target.write_text(target.read_text() + SOURCE_EDITS[value])
+            target.write_text(SOURCE_EDITS[value](target.read_text()))
         else:
             _edit_params(repo, what, value)
     try:

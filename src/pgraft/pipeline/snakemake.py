@@ -93,9 +93,15 @@ class Plan:
         input, so an edit that changes no stamp reruns nothing) and the command."""
         return {"stamp": lambda w: self.stamp(stage, getattr(w, "domain", None)), "cmd": _command(stage, self.config)}
 
+    def _rule_outputs(self, stage: Stage) -> dict[str, tuple[str, bool]]:
+        """A rule's outputs; validate's are its stamp files, one by one (Snakemake records a job's params for
+        files, so a changed stamp digest reruns validate after a code edit)."""
+        if stage.name == "validate":
+            return {f"stamp{i}": (path, False) for i, path in enumerate(sorted(self._stamps))}
+        return {p.option: (p.pattern, p.is_dir) for p in stage.outputs}
+
     def rules(self) -> list[Rule]:
-        return [Rule(name=s.name, inputs=self._inputs(s),
-                     outputs={p.option: (p.pattern, p.is_dir) for p in s.outputs},
+        return [Rule(name=s.name, inputs=self._inputs(s), outputs=self._rule_outputs(s),
                      params=self._params(s), log=s.log(), shell=SHELL,
                      domains=domain_list(s, self.config) if s.domains else None, local=s.local,
                      priority=s.priority)
@@ -105,5 +111,5 @@ class Plan:
         """What `rule all` asks for: the local stages' outputs (the report, and the validate stamp: Snakemake
         validates the params when it parses the workflow, so no job waits for validate; a job downstream of a
         rerun would hide its own params changes, as Snakemake skips the checks of jobs below a rerun)."""
-        return [p.pattern for s in STAGES if s.local for p in s.outputs]
+        return [path for s in STAGES if s.local for path, _ in self._rule_outputs(s).values()]
 

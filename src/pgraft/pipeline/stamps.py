@@ -118,9 +118,11 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write(raw: dict, root: Path, out_dir: Path) -> list[str]:
-    """Write every stamp whose content changed (others keep their file and mtime); remove stamps of (stage,
-    domain) pairs no longer run. Returns the paths rewritten."""
+def write(raw: dict, root: Path, out_dir: Path, touch: bool = False) -> list[str]:
+    """Write every stamp whose content changed (others keep their file, and their mtime unless `touch`); remove
+    stamps of (stage, domain) pairs no longer run. Returns the paths rewritten. The validate stage touches: its
+    outputs are then newer than params.yaml, so Snakemake's mtime check does not plan it again (no job reads a
+    stamp's mtime: DVC hashes stamps, Snakemake compares their digests)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keep, changed = set(), []
@@ -131,6 +133,8 @@ def write(raw: dict, root: Path, out_dir: Path) -> list[str]:
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
             changed.append(str(path))
+        elif touch:
+            path.touch()
     for old in out_dir.glob("*.json"):
         if old.name not in keep:
             old.unlink()

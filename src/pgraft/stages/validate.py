@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"pgraft validate: error: {err}", file=sys.stderr)
         return 2
-    changed = stamps.write(raw, root, Path(args.stamps))
+    changed = stamps.write(raw, root, Path(args.stamps), touch=True)
     print(f"pgraft validate: params valid; {len(changed)} stamp(s) changed", file=sys.stderr)
     return 0
 

@@ -25,7 +25,10 @@ from pgraft.tracking import spool as tracking
 from pgraft.tracking.spool import state_dir, warn
 from pgraft.tracking.runs import PipelineMirror
 
-POLL_S = 0.5  # the background syncer looks at the spool this often
+POLL_S = 1.0  # the background syncer looks at the spool this often
+#: after a pass that mirrored something, the syncer waits this long (at most idle_s) before the next one, so the
+#: records of stages ending meanwhile go into MLflow in one pass: each pass reads every record of the pipeline
+BATCH_S = 30.0
 LOCK_TIMEOUT_S = tracking.LOCK_TIMEOUT_S
 _NO_LOCKS: set[str] = set()  # lock files whose filesystem refused flock (warned once)
 
@@ -94,7 +97,8 @@ def sync(uri: str, experiment: str, pipeline: str | None = None, force: bool = F
 
 
 def drain(uri: str, experiment: str, idle_s: float, lock_fd: int | None = None) -> int:
-    """The background syncer: sync, look for new records every POLL_S, exit after idle_s without any.
+    """The background syncer: sync, look for new records every POLL_S (BATCH_S after a pass that mirrored some),
+    exit after idle_s without any.
 
     It holds the syncer lock while it runs (a stage that finds it held starts nothing; the stage that starts it
     passes the lock on as `lock_fd`); after releasing it, it looks at the spool once more, so a record spooled
@@ -118,6 +122,8 @@ def drain(uri: str, experiment: str, idle_s: float, lock_fd: int | None = None) 
                 write_json(files["status"], {"ok": stats["ok"], "time": time.time(), "message": stats.get("error")})
                 print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {os.getpid()} {json.dumps(stats)}", flush=True)
             first = False
+            if stats["pipelines"]:
+                time.sleep(max(0.0, min(BATCH_S, idle_s) - POLL_S))
             if time.monotonic() - last >= idle_s:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 if not pending(uri, experiment, None, attempted) or not _take(fd):
