@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from pgraft.pipeline.table import (AXIS_SOURCE, STAGES, Stage, domain_list, instance_name, instances, stamp_path,
-                                   stamped)
+from pgraft.pipeline.table import (AXIS_SOURCE, STAGES, STAMPS_DIGEST, Stage, domain_list, instance_name, instances,
+                                   stamp_path, stamped)
 
 HEADER = """\
 # GENERATED from the stage table in src/pgraft/pipeline/table.py by `pgraft pipeline dvc` (make repro runs it):
@@ -73,6 +73,7 @@ def _outs(stage: Stage, domain: str | None, raw: dict) -> tuple[list, list]:
             outs.append({path: {"cache": False}})
         elif p.kind == "stamps":
             outs += [{stamp_path(s, d): {"cache": False, "persist": True}} for s, d in stamped(raw)]
+            outs.append({STAMPS_DIGEST: {"cache": False, "persist": True}})
         else:
             outs.append(path)
     return outs, metrics

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from pgraft.pipeline import stamps
-from pgraft.pipeline.table import STAGES, Stage, domain_list, instances, lookup, stamp_path
+from pgraft.pipeline.table import STAGES, STAMPS_DIGEST, Stage, domain_list, instances, lookup, stamp_path
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Plan:
     def stamp(self, stage: Stage, domain: str | None) -> str:
         """The digest of one (stage, domain)'s stamp; for validate, of every stamp (it writes them all)."""
         if stage.name == "validate":
-            return stamps.digest("".join(self._stamps[k] for k in sorted(self._stamps)))
+            return stamps.digest_all(self._stamps)
         return stamps.digest(self._stamps[stamp_path(stage, domain)])
 
     def upstream(self, path: str) -> list[str]:
@@ -97,7 +97,8 @@ class Plan:
         """A rule's outputs; validate's are its stamp files, one by one (Snakemake records a job's params for
         files, so a changed stamp digest reruns validate after a code edit)."""
         if stage.name == "validate":
-            return {f"stamp{i}": (path, False) for i, path in enumerate(sorted(self._stamps))}
+            return {"digest": (STAMPS_DIGEST, False),
+                    **{f"stamp{i}": (path, False) for i, path in enumerate(sorted(self._stamps))}}
         return {p.option: (p.pattern, p.is_dir) for p in stage.outputs}
 
     def rules(self) -> list[Rule]:

@@ -118,7 +118,12 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write(raw: dict, root: Path, out_dir: Path, touch: bool = False) -> list[str]:
+def digest_all(texts: dict[str, str]) -> str:
+    """The digest of every stamp (by path): the validate job's params under Snakemake, and its digest file."""
+    return digest("".join(texts[k] for k in sorted(texts)))
+
+
+def write(raw: dict, root: Path, out_dir: Path, touch: bool = False, digest_file: Path | None = None) -> list[str]:
     """Write every stamp whose content changed (others keep their file, and their mtime unless `touch`); remove
     stamps of (stage, domain) pairs no longer run. Returns the paths rewritten. The validate stage touches: its
     outputs are then newer than params.yaml, so Snakemake's mtime check does not plan it again (no job reads a
@@ -126,7 +131,8 @@ def write(raw: dict, root: Path, out_dir: Path, touch: bool = False) -> list[str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keep, changed = set(), []
-    for name, text in contents(raw, root).items():
+    texts = contents(raw, root)
+    for name, text in texts.items():
         path = out_dir / Path(name).name
         keep.add(path.name)
         if not path.exists() or path.read_text() != text:
@@ -138,6 +144,9 @@ def write(raw: dict, root: Path, out_dir: Path, touch: bool = False) -> list[str
     for old in out_dir.glob("*.json"):
         if old.name not in keep:
             old.unlink()
+    if digest_file is not None:
+        with atomic_path(Path(digest_file)) as tmp:
+            tmp.write_text(digest_all(texts) + "\n")
     return changed
 
 

@@ -89,6 +89,9 @@ class Stage:
 
 
 STAMPS = "results/stamps"  # one stamp per (stage, domain): the params values and source digests it runs with
+#: the digest of every stamp, written by the validate stage only (never by `pgraft pipeline dvc`): Snakemake
+#: runs validate when it is missing, so the validate job has recorded params that a code edit then changes
+STAMPS_DIGEST = f"{STAMPS}/all.sha256"
 
 
 def stamp_path(stage: Stage, domain: str | None) -> str:

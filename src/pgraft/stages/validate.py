@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"pgraft validate: error: {err}", file=sys.stderr)
         return 2
-    changed = stamps.write(raw, root, Path(args.stamps), touch=True)
+    from pgraft.pipeline.table import STAMPS, STAMPS_DIGEST
+
+    digest_file = Path(args.stamps) / Path(STAMPS_DIGEST).relative_to(STAMPS)
+    changed = stamps.write(raw, root, Path(args.stamps), touch=True, digest_file=digest_file)
     print(f"pgraft validate: params valid; {len(changed)} stamp(s) changed", file=sys.stderr)
     return 0
 
