@@ -56,3 +56,10 @@ def test_no_import_cycles_between_modules():
     graph = grimp.build_graph("pgraft", cache_dir=None)
     edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
     assert _cycles(edges) == [], "modules that import each other (directly or through others)"
+
+
+def test_source_lines_fit_120_characters():
+    """The house's line length (a rewrap changes no stamp: digests are over syntax trees)."""
+    long = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "src" / "pgraft").rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
+    assert long == [], long[:10]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pgraft.runtime.runner import run_stage, stage_parser
 
 DOC = ("Train a small velocity network (inc.corrector.architecture: MLP or UNet) by flow matching from N(0, I) "
-       "to the noises that the base needs to reproduce real data (from invert), pairing each minibatch by its optimal-transport plan "
+       "to the noises that the base needs to reproduce real data (from invert), pairing each minibatch by its "
+       "optimal-transport plan "
        "(inc.corrector.coupling); on a held-out share of the noises (inc.corrector.heldout_fraction) the loss is "
        "recorded, or a score (inc.corrector.stop_on) stops training early and keeps the best state; the "
        "nearest-neighbour distances of the corrector's outputs to training vs held-out noises check memorisation. "

@@ -83,7 +83,8 @@ def write_identity(out, domain_name: str, meta: dict, log_every: int) -> None:
     from pgraft.io import atomic_dir, write_json
 
     with atomic_dir(out) as tmp:
-        write_json(Path(tmp) / "config.json", {"domain": domain_name, "identity": True, **meta, "reward_evaluations": {}})
+        write_json(Path(tmp) / "config.json",
+                   {"domain": domain_name, "identity": True, **meta, "reward_evaluations": {}})
         write_json(Path(tmp) / LOSS_HISTORY_FILE, {"log_every": log_every, "train_loss": []})
 
 
