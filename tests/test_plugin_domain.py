@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def test_plugin_domain_runs_under_dvc_and_snakemake(tmp_path, real_params):
     params = ring_params(real_params)
     dvc_repo = _repo(tmp_path / "dvc", params)
     dvc_yaml = (dvc_repo / "dvc.yaml").read_text()
-    assert "finetune-ring:" in dvc_yaml and "ring_domain.py" in dvc_yaml and "domains/gaussian.py" in dvc_yaml
+    assert "finetune-ring:" in dvc_yaml
+    code = json.loads((dvc_repo / "results/stamps/finetune-ring.json").read_text())["code"]  # the plugin's stamp
+    assert "ring_domain.py" in code and "src/pgraft/domains/gaussian.py" in code, sorted(code)
     run_cmd([f"{BIN}/dvc", "repro"], dvc_repo)
     smk_repo = _repo(tmp_path / "smk", params)
     run_cmd([f"{BIN}/snakemake", "--profile", "workflow/profiles/local"], smk_repo)
