@@ -73,19 +73,24 @@ def reward_line(table: pd.DataFrame, domain: str, reward: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _section(title: str, caption: str, columns: tuple[str, ...], rows: list[str]) -> list[str]:
+    """One report section: heading, caption and a markdown table of `rows`."""
+    return [f"## {title}", "", caption, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *rows, ""]
+
+
 def reward_markdown(table: pd.DataFrame, params) -> list[str]:
     """The reward section: one row per domain with evaluate rows (none without)."""
     found = tables.domains_of(table, "evaluate")
     if not found:
         return []
-    lines = ["## Reward: base, GRAFT and P-GRAFT", "",
-             "At each domain's largest fine-tuning budget (optimizer steps). P-GRAFT's k is chosen for each seed on "
-             "the other seeds (leave-one-seed-out), so no reported value selected itself. P-GRAFT − GRAFT is paired "
-             f"by seed ({tables.PAIRING}), with the two-sided paired t test's p.", "",
-             "| domain | reward | seeds | budget | base (k = 0) | GRAFT (k = N) | P-GRAFT (best k) | "
-             "P-GRAFT − GRAFT | verdict | exact tilted target |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [reward_line(table, d, words(params, d).reward) for d in found]
-    return lines + [""]
+    return _section("Reward: base, GRAFT and P-GRAFT",
+                    "At each domain's largest fine-tuning budget (optimizer steps). P-GRAFT's k is chosen for each "
+                    "seed on the other seeds (leave-one-seed-out), so no reported value selected itself. P-GRAFT − "
+                    f"GRAFT is paired by seed ({tables.PAIRING}), with the two-sided paired t test's p.",
+                    ("domain", "reward", "seeds", "budget", "base (k = 0)", "GRAFT (k = N)", "P-GRAFT (best k)",
+                     "P-GRAFT − GRAFT", "verdict", "exact tilted target"),
+                    [reward_line(table, d, words(params, d).reward) for d in found])
 
 
 def ddpo_line(table: pd.DataFrame, domain: str) -> str:
@@ -104,13 +109,12 @@ def ddpo_markdown(table: pd.DataFrame) -> list[str]:
     found = [d for d in tables.domains_of(table, "ddpo") if d in tables.domains_of(table, "evaluate")]
     if not found:
         return []
-    lines = ["## DDPO baseline", "",
-             "DDPO after its last checkpoint (in reward evaluations) against GRAFT and P-GRAFT (best k) of the "
-             "table above, paired by seed (DDPO's evaluation uses the same noise); the equal-evaluation table with "
-             "every metric is `<domain>_comparison.md`.", "",
-             "| domain | DDPO reward evaluations | DDPO reward | GRAFT − DDPO | P-GRAFT − DDPO |",
-             "|---|---|---|---|---|"]
-    return lines + [ddpo_line(table, d) for d in found] + [""]
+    return _section("DDPO baseline",
+                    "DDPO after its last checkpoint (in reward evaluations) against GRAFT and P-GRAFT (best k) of the "
+                    "table above, paired by seed (DDPO's evaluation uses the same noise); the equal-evaluation table "
+                    "with every metric is `<domain>_comparison.md`.",
+                    ("domain", "DDPO reward evaluations", "DDPO reward", "GRAFT − DDPO", "P-GRAFT − DDPO"),
+                    [ddpo_line(table, d) for d in found])
 
 
 def inc_lines(inc: pd.DataFrame, domain: str) -> list[str]:
@@ -134,15 +138,12 @@ def inc_markdown(table: pd.DataFrame) -> list[str]:
     found = tables.domains_of(table, "inc")
     if not found:
         return []
-    lines = ["## Inverse noise correction: FID (lower is better)", "",
-             "FID against held-out real images, base flow and base + corrector from the same noise, paired by seed; "
-             "the last column compares base + INC at n with the base at 2n steps. FLOPs and KID: "
-             "`<domain>_inc_table.md`.", "",
-             "| domain | n | base FID | base + INC FID | INC − base | verdict | INC at n − base at 2n |",
-             "|---|---|---|---|---|---|---|"]
-    for d in found:
-        lines += inc_lines(tables.rows_of(table, "inc", d), d)
-    return lines + [""]
+    return _section("Inverse noise correction: FID (lower is better)",
+                    "FID against held-out real images, base flow and base + corrector from the same noise, paired by "
+                    "seed; the last column compares base + INC at n with the base at 2n steps. FLOPs and KID: "
+                    "`<domain>_inc_table.md`.",
+                    ("domain", "n", "base FID", "base + INC FID", "INC − base", "verdict", "INC at n − base at 2n"),
+                    [row for d in found for row in inc_lines(tables.rows_of(table, "inc", d), d)])
 
 
 def links(table: pd.DataFrame) -> list[str]:
